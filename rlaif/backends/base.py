@@ -1,0 +1,66 @@
+"""The interface every backend implements: generate text, and score candidate next tokens."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Messages = list[dict]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Text a model generated for chat messages, with its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """What a backend says about the next token after chat messages.
+
+    With ``method == "logprobs"``, ``logprobs`` maps each candidate to its log-probability
+    (``None`` where the server did not return it). With ``method == "verdict"`` the backend
+    could not give probabilities; it generated ``text`` instead, and the caller parses it.
+    """
+
+    method: Literal["logprobs", "verdict"]
+    logprobs: dict[str, float | None] = field(default_factory=dict)
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    #: smallest log-probability the server returned: an upper bound for a missing choice
+    floor: float | None = None
+
+
+class Backend(ABC):
+    """A model that can (a) generate text for chat messages and (b) score next-token choices."""
+
+    #: the model string this backend was opened from, stored on every record
+    model_id: str
+    #: dollars per million input and output tokens (zero for local models)
+    price_per_million: tuple[float, float] = (0.0, 0.0)
+
+    @abstractmethod
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> Generation:
+        """Generate an assistant reply for chat messages."""
+
+    @abstractmethod
+    def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
+        """Log-probabilities of each candidate being the reply's first token."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (model weights, connections)."""

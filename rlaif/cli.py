@@ -1,0 +1,179 @@
+"""The ``rlaif`` command line: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from rlaif.errors import RlaifError
+
+console = Console(stderr=True)
+
+MODEL_HELP = "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL."
+
+
+def _emit(obj: dict) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _judge_options(f):
+    f = click.option("--seed", default=0, show_default=True, help="Seed of the principle draw.")(f)
+    f = click.option(
+        "--constitution",
+        default="default",
+        show_default=True,
+        help="Constitution file (YAML/JSON, rlaif or llm-swarm format) or 'default'.",
+    )(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rlaif")
+def cli() -> None:
+    """rlaif: AI preference labels guided by a constitution, from prompts to training data."""
+
+
+@cli.command()
+@click.option("--judge", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option("--prompt", required=True, help="The user request both responses answer.")
+@click.option("--a", "a", required=True, help="Response A.")
+@click.option("--b", "b", required=True, help="Response B.")
+@click.option(
+    "--mode",
+    type=click.Choice(["pairwise", "pointwise"]),
+    default="pairwise",
+    show_default=True,
+    help="pairwise: ask 'A or B?' in both orders; pointwise: score each response alone.",
+)
+@click.option("--one-order", is_flag=True, help="Ask in the A-B order only (biased; for study).")
+@click.option("--cot", is_flag=True, help="Chain of thought: a rationale first, then the verdict.")
+@click.option("--clamp", is_flag=True, help="Clamp each order's probability to 40-60% (CAI paper).")
+@_judge_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def compare(judge, prompt, a, b, mode, one_order, cot, clamp, constitution, seed, as_json):
+    """Which of two responses is better: p(A better) from the judge's token probabilities."""
+    from rlaif.backends import load_backend
+    from rlaif.compare import CAI_CLAMP, Judge
+    from rlaif.constitution import load_constitution
+
+    j = Judge(
+        load_backend(judge),
+        load_constitution(constitution),
+        seed=seed,
+        mode=mode,
+        both_orders=not one_order,
+        cot=cot,
+        clamp=CAI_CLAMP if clamp else None,
+    )
+    pref = j.compare(prompt, a, b)
+    if as_json:
+        _emit(pref.to_dict())
+        return
+    if pref.p_a is None:
+        click.echo(f"unreadable judge reply (principle {pref.principle_id}); no preference")
+        return
+    winner = "A" if pref.p_a > 0.5 else "B" if pref.p_a < 0.5 else "tie"
+    click.echo(f"p(A better) = {pref.p_a:.3f}  ->  {winner}")
+    click.echo(f"  A shown first: {pref.p_a_order_ab:.3f}   B shown first: {pref.p_a_order_ba:.3f}")
+    click.echo(
+        f"  position consistent: {pref.position_consistent}   principle: {pref.principle_id}"
+        f"   judge: {pref.judge}   method: {pref.method}   tokens: {pref.prompt_tokens}"
+    )
+
+
+@cli.command()
+@click.option("--judge", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option("--prompt", required=True, help="The user request.")
+@click.option("--response", required=True, help="The response to critique.")
+@_judge_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def critique(judge, prompt, response, constitution, seed, as_json):
+    """Critique a response against one (seeded, sampled) principle of the constitution."""
+    from rlaif.backends import load_backend
+    from rlaif.constitution import load_constitution
+    from rlaif.critique import critique as do_critique
+
+    crit = do_critique(
+        load_backend(judge), load_constitution(constitution), prompt, response, seed=seed
+    )
+    if as_json:
+        _emit(crit.to_dict())
+        return
+    click.echo(f"principle: {crit.principle_id}\n")
+    click.echo(crit.text)
+
+
+@cli.command()
+@click.option("--model", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option("--critic", default=None, help="Model that critiques (default: --model).")
+@click.option("--prompt", required=True, help="The user request.")
+@click.option("--response", required=True, help="The response to improve.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
+@_judge_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def revise(model, critic, prompt, response, rounds, constitution, seed, as_json):
+    """Critique a response and rewrite it from the critique, for k rounds."""
+    from rlaif.backends import load_backend
+    from rlaif.constitution import load_constitution
+    from rlaif.critique import revise as do_revise
+
+    result = do_revise(
+        load_backend(model),
+        load_constitution(constitution),
+        prompt,
+        response,
+        rounds=rounds,
+        seed=seed,
+        critic=load_backend(critic) if critic else None,
+    )
+    if as_json:
+        _emit(result.to_dict())
+        return
+    for k, r in enumerate(result.rounds, start=1):
+        click.echo(f"--- round {k} (principle {r.critique.principle_id})")
+        click.echo(f"critique: {r.critique.text}\n")
+        click.echo(f"revision: {r.revision}\n")
+
+
+@cli.command()
+@click.option("--model", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option("--prompt", required=True, help="The user request.")
+@click.option("-n", "n", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--temperature", default=0.8, show_default=True, type=float)
+@click.option("--max-tokens", default=256, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
+    """Sample n responses from a policy model."""
+    from rlaif.backends import load_backend
+    from rlaif.generate import generate as do_generate
+
+    texts = do_generate(
+        load_backend(model), prompt, n, seed=seed, temperature=temperature, max_tokens=max_tokens
+    )
+    if as_json:
+        _emit({"prompt": prompt, "model": model, "responses": texts})
+        return
+    for i, t in enumerate(texts, start=1):
+        click.echo(f"--- response {i}\n{t}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; library errors become one line on stderr and exit code 1."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except RlaifError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

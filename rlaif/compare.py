@@ -1,0 +1,252 @@
+"""Compare two responses: p(A better) from the judge's next-token probabilities.
+
+Pairwise mode asks "A or B?" in both orders and averages, ``p = (p_ab + 1 - q_ba) / 2`` where
+``p_ab`` is p("A") with A shown first and ``q_ba`` is p("A") with B shown first; each order's
+value is kept and ``position_consistent`` says whether both orders prefer the same response.
+Pointwise mode asks a yes/no question about each response alone and gives
+``sigmoid(score_a - score_b)`` with ``score = log p(Yes) - log p(No)``; its scores are cached so
+n responses to one prompt cost n judge calls, not one per pair. A reply that cannot be read
+gives ``p_a = None``: it is never turned into a win for either side.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from rlaif import templates
+from rlaif.backends.base import Backend, ChoiceScores
+from rlaif.constitution import Constitution, Principle
+
+Mode = Literal["pairwise", "pointwise"]
+CAI_CLAMP = (0.4, 0.6)
+
+
+@dataclass
+class OrderResult:
+    """One question put to the judge: the probability it gives to the first choice."""
+
+    p_first: float | None
+    method: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    rationale: str = ""
+    raw: str = ""
+
+
+@dataclass
+class Preference:
+    """The judge's preference between responses A and B of one prompt."""
+
+    p_a: float | None
+    p_a_order_ab: float | None
+    p_a_order_ba: float | None
+    position_consistent: bool | None
+    principle_id: str
+    constitution_hash: str
+    judge: str
+    method: str
+    mode: str
+    cot: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    rationales: list[str] = field(default_factory=list)
+
+    @property
+    def readable(self) -> bool:
+        """Whether the judge's replies could be read (``p_a`` is a number)."""
+        return self.p_a is not None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+def probability_from_scores(scores: ChoiceScores, choices: tuple[str, str]) -> float | None:
+    """p(first choice) normalized over the two choices, or None when the reply is unreadable.
+
+    A choice the server did not return in its top tokens gets the smallest returned
+    log-probability, an upper bound on its true value (so the label errs towards 0.5).
+    """
+    if scores.method == "verdict":
+        return parse_verdict(scores.text, choices)
+    first, second = (scores.logprobs.get(c) for c in choices)
+    if first is None and second is None:
+        return None
+    if first is None:
+        first = scores.floor
+    if second is None:
+        second = scores.floor
+    if first is None or second is None:
+        return None
+    top = max(first, second)
+    e1, e2 = math.exp(first - top), math.exp(second - top)
+    return e1 / (e1 + e2)
+
+
+def parse_verdict(text: str, choices: tuple[str, str]) -> float | None:
+    """1.0 or 0.0 from a generated verdict naming exactly one choice; None otherwise."""
+    found = {c for c in choices if re.search(rf"(?<![A-Za-z]){re.escape(c)}(?![A-Za-z])", text)}
+    if len(found) != 1:
+        return None
+    return 1.0 if choices[0] in found else 0.0
+
+
+class Judge:
+    """A backend, a constitution and the settings of how to ask them for preferences."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        constitution: Constitution,
+        *,
+        seed: int = 0,
+        mode: Mode = "pairwise",
+        both_orders: bool = True,
+        cot: bool = False,
+        clamp: tuple[float, float] | None = None,
+        cot_max_tokens: int = 160,
+    ) -> None:
+        if mode not in ("pairwise", "pointwise"):
+            raise ValueError(f"mode must be 'pairwise' or 'pointwise', not {mode!r}")
+        if clamp is not None and not 0.0 <= clamp[0] < clamp[1] <= 1.0:
+            raise ValueError(f"clamp must be (low, high) with 0 <= low < high <= 1, not {clamp}")
+        if mode == "pointwise" and cot:
+            raise ValueError("chain-of-thought is for pairwise mode; pointwise has no verdict")
+        self.backend = backend
+        self.constitution = constitution
+        self.seed = seed
+        self.mode = mode
+        self.both_orders = both_orders
+        self.cot = cot
+        self.clamp = clamp
+        self.cot_max_tokens = cot_max_tokens
+        self._scores: dict[tuple[str, str, str], OrderResult] = {}
+
+    # -- principle choice -------------------------------------------------------------------
+    def principle_for_pair(self, prompt: str, a: str, b: str) -> Principle:
+        """The principle of one comparison: per pair in pairwise mode, per prompt in pointwise."""
+        if self.mode == "pointwise":
+            return self.constitution.sample(self.seed, "compare", prompt)
+        return self.constitution.sample(self.seed, "compare", prompt, a, b)
+
+    # -- the two modes ----------------------------------------------------------------------
+    def compare(self, prompt: str, a: str, b: str) -> Preference:
+        """The judge's preference between responses ``a`` and ``b`` to ``prompt``."""
+        principle = self.principle_for_pair(prompt, a, b)
+        if self.mode == "pointwise":
+            return self._pointwise(prompt, a, b, principle)
+        ab = self._ask(prompt, a, b, principle)
+        p_ab = ab.p_first
+        orders = [ab]
+        if self.both_orders:
+            ba = self._ask(prompt, b, a, principle)
+            orders.append(ba)
+            p_ba = None if ba.p_first is None else 1.0 - ba.p_first
+            if p_ab is None or p_ba is None:
+                p_a, consistent = None, None
+            else:
+                p_a = (p_ab + p_ba) / 2
+                consistent = (p_ab > 0.5) == (p_ba > 0.5)
+        else:
+            p_ba, p_a, consistent = None, p_ab, None
+        return Preference(
+            p_a=p_a,
+            p_a_order_ab=p_ab,
+            p_a_order_ba=p_ba,
+            position_consistent=consistent,
+            principle_id=principle.id,
+            constitution_hash=self.constitution.hash,
+            judge=self.backend.model_id,
+            method=_method(orders),
+            mode="pairwise",
+            cot=self.cot,
+            prompt_tokens=sum(o.prompt_tokens for o in orders),
+            completion_tokens=sum(o.completion_tokens for o in orders),
+            cached_tokens=sum(o.cached_tokens for o in orders),
+            rationales=[o.rationale for o in orders if o.rationale],
+        )
+
+    def _ask(self, prompt: str, first: str, second: str, principle: Principle) -> OrderResult:
+        completion_tokens = 0
+        rationale = ""
+        prompt_tokens = 0
+        cached = 0
+        if self.cot:
+            reasoning = templates.compare_cot_messages(prompt, first, second, principle)
+            gen = self.backend.generate(reasoning, max_tokens=self.cot_max_tokens)
+            rationale = gen.text.strip()
+            prompt_tokens += gen.prompt_tokens
+            completion_tokens += gen.completion_tokens
+            messages = templates.cot_verdict_messages(reasoning, rationale)
+        else:
+            messages = templates.compare_messages(prompt, first, second, principle)
+        scores = self.backend.choice_logprobs(messages, templates.CHOICES)
+        p = probability_from_scores(scores, templates.CHOICES)
+        if p is not None and self.clamp is not None:
+            p = min(max(p, self.clamp[0]), self.clamp[1])
+        return OrderResult(
+            p_first=p,
+            method=scores.method,
+            prompt_tokens=prompt_tokens + scores.prompt_tokens,
+            completion_tokens=completion_tokens + scores.completion_tokens,
+            cached_tokens=cached + scores.cached_tokens,
+            rationale=rationale,
+            raw=scores.text,
+        )
+
+    def score(self, prompt: str, response: str, principle: Principle) -> OrderResult:
+        """Pointwise: p("Yes") that ``response`` meets the principle, cached per response."""
+        key = (prompt, response, principle.id)
+        if key not in self._scores:
+            messages = templates.pointwise_messages(prompt, response, principle)
+            scores = self.backend.choice_logprobs(messages, templates.YES_NO)
+            self._scores[key] = OrderResult(
+                p_first=probability_from_scores(scores, templates.YES_NO),
+                method=scores.method,
+                prompt_tokens=scores.prompt_tokens,
+                completion_tokens=scores.completion_tokens,
+                cached_tokens=scores.cached_tokens,
+                raw=scores.text,
+            )
+            return self._scores[key]
+        cached = self._scores[key]
+        # A repeated score costs nothing: report zero tokens for it.
+        return OrderResult(p_first=cached.p_first, method=cached.method, raw=cached.raw)
+
+    def _pointwise(self, prompt: str, a: str, b: str, principle: Principle) -> Preference:
+        sa, sb = self.score(prompt, a, principle), self.score(prompt, b, principle)
+        p_a = None
+        if sa.p_first is not None and sb.p_first is not None:
+            p_a = _sigmoid(_logit(sa.p_first) - _logit(sb.p_first))
+        return Preference(
+            p_a=p_a,
+            p_a_order_ab=p_a,
+            p_a_order_ba=p_a,
+            position_consistent=None if p_a is None else True,
+            principle_id=principle.id,
+            constitution_hash=self.constitution.hash,
+            judge=self.backend.model_id,
+            method=_method([sa, sb]),
+            mode="pointwise",
+            prompt_tokens=sa.prompt_tokens + sb.prompt_tokens,
+            completion_tokens=sa.completion_tokens + sb.completion_tokens,
+            cached_tokens=sa.cached_tokens + sb.cached_tokens,
+        )
+
+
+def _method(results: list[OrderResult]) -> str:
+    return "verdict" if any(r.method == "verdict" for r in results) else "logprobs"
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p) - math.log1p(-p)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))

@@ -1,0 +1,175 @@
+"""The constitution: an ordered list of principles the judge and the reviser follow.
+
+Two file formats are read:
+
+* rlaif's own (YAML or JSON): ``{name, principles: [{id, critique, revision, comparison,
+  pointwise?}]}``; see ``rlaif/data/constitution.yaml`` for the documented default.
+* llm-swarm's: ``{"constitutions": [{"critic": ..., "revision": ...}], "system_chat": ...}``, the
+  critique/revision pairs of the Constitutional AI paper. Ids become ``cai-01``, ``cai-02``, ...
+  and the comparison and pointwise questions are derived from the critique request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from rlaif.errors import ConstitutionError
+
+REQUIRED_FIELDS = ("id", "critique", "revision", "comparison")
+
+
+@dataclass(frozen=True)
+class Principle:
+    """One principle: what to critique, how to revise, what to ask when comparing."""
+
+    id: str
+    critique: str
+    revision: str
+    comparison: str
+    pointwise: str = ""
+
+    @property
+    def pointwise_question(self) -> str:
+        """The yes/no question asked about a single response in pointwise mode."""
+        if self.pointwise:
+            return self.pointwise
+        return f"Judged by this question: {self.comparison!r}, is this a good response?"
+
+
+@dataclass(frozen=True)
+class Constitution:
+    """An ordered, non-empty list of principles with unique ids, plus where it came from."""
+
+    name: str
+    principles: tuple[Principle, ...]
+    source: str = "<memory>"
+
+    @property
+    def hash(self) -> str:
+        """Content hash (sha256, 16 hex digits) of the principles; names and paths excluded."""
+        canonical = json.dumps([asdict(p) for p in self.principles], sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def get(self, principle_id: str) -> Principle:
+        """The principle with this id; ConstitutionError naming the valid ids otherwise."""
+        for p in self.principles:
+            if p.id == principle_id:
+                return p
+        ids = ", ".join(p.id for p in self.principles)
+        raise ConstitutionError(f"{self.source}: no principle {principle_id!r} (ids: {ids})")
+
+    def sample(self, seed: int, *keys: str) -> Principle:
+        """One principle drawn deterministically from the seed and the keys (e.g. prompt, texts).
+
+        Keys are sorted first, so compare(a, b) and compare(b, a) draw the same principle.
+        """
+        digest = hashlib.sha256(json.dumps([seed, sorted(keys)]).encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "big"))
+        return rng.choice(self.principles)
+
+
+def default_constitution() -> Constitution:
+    """The constitution shipped with rlaif (helpful, honest, harmless)."""
+    text = resources.files("rlaif.data").joinpath("constitution.yaml").read_text()
+    return parse_constitution(yaml.safe_load(text), source="default")
+
+
+def load_constitution(path: str | Path | None) -> Constitution:
+    """Load a constitution file, or the default for ``None`` / ``"default"``."""
+    if path is None or str(path) == "default":
+        return default_constitution()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConstitutionError(
+            f"{path}: cannot read constitution ({e.strerror}); pass a YAML or JSON file "
+            "or 'default'"
+        ) from e
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConstitutionError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}"
+        ) from e
+    return parse_constitution(data, source=str(path))
+
+
+def parse_constitution(data: object, source: str = "<memory>") -> Constitution:
+    """Build a Constitution from parsed YAML/JSON in either supported format."""
+    if isinstance(data, dict) and "constitutions" in data:
+        return _from_llm_swarm(data, source)
+    if not isinstance(data, dict) or "principles" not in data:
+        raise ConstitutionError(
+            f"{source}: expected a mapping with 'principles' (rlaif format) or "
+            "'constitutions' (llm-swarm format)"
+        )
+    raw = data["principles"]
+    if not isinstance(raw, list) or not raw:
+        raise ConstitutionError(f"{source}: 'principles' must be a non-empty list")
+    principles = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw, start=1):
+        label = f"principle {i}"
+        if not isinstance(item, dict):
+            raise ConstitutionError(f"{source}: {label} is not a mapping")
+        if isinstance(item.get("id"), str) and item["id"].strip():
+            label = f"principle {i} ({item['id']!r})"
+        for field in REQUIRED_FIELDS:
+            value = item.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise ConstitutionError(f"{source}: {label}: field {field!r} is missing or empty")
+        unknown = set(item) - set(REQUIRED_FIELDS) - {"pointwise"}
+        if unknown:
+            raise ConstitutionError(
+                f"{source}: {label}: unknown field(s) {', '.join(sorted(unknown))}"
+            )
+        if item["id"] in seen:
+            raise ConstitutionError(
+                f"{source}: {label}: field 'id' duplicates an earlier principle"
+            )
+        seen.add(item["id"])
+        principles.append(
+            Principle(
+                id=item["id"].strip(),
+                critique=item["critique"].strip(),
+                revision=item["revision"].strip(),
+                comparison=item["comparison"].strip(),
+                pointwise=str(item.get("pointwise") or "").strip(),
+            )
+        )
+    return Constitution(str(data.get("name") or Path(source).stem), tuple(principles), source)
+
+
+def _from_llm_swarm(data: dict, source: str) -> Constitution:
+    raw = data["constitutions"]
+    if not isinstance(raw, list) or not raw:
+        raise ConstitutionError(f"{source}: 'constitutions' must be a non-empty list")
+    principles = []
+    for i, item in enumerate(raw, start=1):
+        label = f"principle {i} ('cai-{i:02d}')"
+        if not isinstance(item, dict):
+            raise ConstitutionError(f"{source}: {label} is not a mapping")
+        for field in ("critic", "revision"):
+            if not isinstance(item.get(field), str) or not item[field].strip():
+                raise ConstitutionError(f"{source}: {label}: field {field!r} is missing or empty")
+        critic = item["critic"].strip()
+        principles.append(
+            Principle(
+                id=f"cai-{i:02d}",
+                critique=critic,
+                revision=item["revision"].strip(),
+                comparison=f"With this critique request in mind: {critic!r} "
+                "Which response is better?",
+                pointwise=f"With this critique request in mind: {critic!r} "
+                "Is this response acceptable?",
+            )
+        )
+    return Constitution(Path(source).stem, tuple(principles), source)

@@ -1,0 +1,173 @@
+"""Critique a response against a principle, and revise it from the critique (k rounds)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from rlaif import templates
+from rlaif.backends.base import Backend, Generation
+from rlaif.constitution import Constitution, Principle
+
+CRITIQUE_MAX_TOKENS = 192
+REVISION_MAX_TOKENS = 256
+
+
+@dataclass
+class Critique:
+    """What a critic said about a response under one principle."""
+
+    principle_id: str
+    text: str
+    problems: str
+    suggestions: str
+    constitution_hash: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+@dataclass
+class RevisionRound:
+    """One critique-revise round: the critique of ``response`` and the rewrite it led to."""
+
+    response: str
+    critique: Critique
+    revision: str
+    changed: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Revision:
+    """The outcome of k critique-revise rounds on one response."""
+
+    original: str
+    rounds: list[RevisionRound] = field(default_factory=list)
+
+    @property
+    def final(self) -> str:
+        """The last revision (the original when there were no rounds)."""
+        return self.rounds[-1].revision if self.rounds else self.original
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; ``principle_id``, ``critique`` and ``revision`` are the last round's."""
+        last = self.rounds[-1] if self.rounds else None
+        return {
+            "principle_id": last.critique.principle_id if last else None,
+            "critique": last.critique.text if last else None,
+            "revision": self.final,
+            "original": self.original,
+            "rounds": [
+                {
+                    "principle_id": r.critique.principle_id,
+                    "critique": r.critique.text,
+                    "revision": r.revision,
+                    "changed": r.changed,
+                }
+                for r in self.rounds
+            ],
+        }
+
+
+def parse_critique(text: str) -> tuple[str, str]:
+    """Split a critique into (problems, suggestions); all text is 'problems' without markers."""
+    match = re.search(r"suggestions?\s*:", text, flags=re.IGNORECASE)
+    if not match:
+        problems, suggestions = text, ""
+    else:
+        problems, suggestions = text[: match.start()], text[match.end() :]
+    problems = re.sub(r"^\s*problems?\s*:", "", problems.strip(), flags=re.IGNORECASE)
+    return problems.strip(), suggestions.strip()
+
+
+def critique(
+    backend: Backend,
+    constitution: Constitution,
+    prompt: str,
+    response: str,
+    *,
+    seed: int = 0,
+    principle: Principle | None = None,
+) -> Critique:
+    """Critique ``response`` to ``prompt`` under one (seeded, sampled) principle."""
+    principle = principle or constitution.sample(seed, "critique", prompt, response)
+    messages = templates.critique_messages(prompt, response, principle)
+    gen = backend.generate(messages, max_tokens=CRITIQUE_MAX_TOKENS)
+    text = gen.text.strip()
+    problems, suggestions = parse_critique(text)
+    return Critique(
+        principle_id=principle.id,
+        text=text,
+        problems=problems,
+        suggestions=suggestions,
+        constitution_hash=constitution.hash,
+        model=backend.model_id,
+        prompt_tokens=gen.prompt_tokens,
+        completion_tokens=gen.completion_tokens,
+    )
+
+
+def _clean_revision(text: str) -> str:
+    text = text.strip()
+    text = re.sub(r"^\[(improved )?response\]\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s*\[end of (improved )?response\]$", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"^(improved|revised) response\s*:\s*", "", text, flags=re.IGNORECASE)
+    return text.strip()
+
+
+def rewrite(
+    backend: Backend, principle: Principle, prompt: str, response: str, critique_text: str
+) -> tuple[str, Generation]:
+    """One revision of ``response`` that answers ``critique_text`` under ``principle``.
+
+    Returns the cleaned rewrite (empty if the model wrote nothing usable) and the generation.
+    """
+    messages = templates.revise_messages(prompt, response, critique_text, principle)
+    gen = backend.generate(messages, max_tokens=REVISION_MAX_TOKENS)
+    return _clean_revision(gen.text), gen
+
+
+def revise(
+    backend: Backend,
+    constitution: Constitution,
+    prompt: str,
+    response: str,
+    *,
+    rounds: int = 1,
+    seed: int = 0,
+    critic: Backend | None = None,
+) -> Revision:
+    """``rounds`` critique-revise rounds: ``critic`` critiques, ``backend`` rewrites.
+
+    Each round samples its own principle (seeded by the round and the text it critiques) and
+    uses that principle for both the critique and the revision, as Constitutional AI does. An
+    empty rewrite keeps the previous text and is marked ``changed=False``.
+    """
+    if rounds < 0:
+        raise ValueError(f"rounds must be >= 0, not {rounds}")
+    critic = critic or backend
+    result = Revision(original=response)
+    current = response
+    for k in range(rounds):
+        principle = constitution.sample(seed, "revise", str(k), prompt, current)
+        crit = critique(critic, constitution, prompt, current, seed=seed, principle=principle)
+        rewritten, gen = rewrite(backend, principle, prompt, current, crit.text)
+        changed = bool(rewritten) and rewritten != current
+        result.rounds.append(
+            RevisionRound(
+                response=current,
+                critique=crit,
+                revision=rewritten if rewritten else current,
+                changed=changed,
+                prompt_tokens=gen.prompt_tokens,
+                completion_tokens=gen.completion_tokens,
+            )
+        )
+        current = result.rounds[-1].revision
+    return result
