@@ -56,7 +56,7 @@ class Revision:
         return self.rounds[-1].revision if self.rounds else self.original
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict; ``principle_id``, ``critique`` and ``revision`` are the last round's."""
+        """A JSON-ready dict; the top-level fields are those of the last round."""
         last = self.rounds[-1] if self.rounds else None
         return {
             "principle_id": last.critique.principle_id if last else None,

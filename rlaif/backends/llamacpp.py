@@ -194,7 +194,7 @@ class LlamaCppBackend(Backend):
         return logits, common
 
     def _last_logits(self) -> np.ndarray:
-        """Logits of the last evaluated position (``Llama.scores`` stays zero without logits_all)."""
+        """Logits of the last evaluated position (``Llama.scores`` stays zero here)."""
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).astype("float64")
 
