@@ -161,6 +161,145 @@ def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
         click.echo(f"--- response {i}\n{t}\n")
 
 
+@cli.command()
+@click.option(
+    "--prompts",
+    default=None,
+    help="Prompts file (.jsonl, .json, .csv, .txt); default: the built-in set of 32 prompts.",
+)
+@click.option(
+    "--policy", default="smollm2", show_default=True, help="Model that answers. " + MODEL_HELP
+)
+@click.option(
+    "--judge", default="smollm2", show_default=True, help="Model that judges. " + MODEL_HELP
+)
+@click.option(
+    "--constitution",
+    default="default",
+    show_default=True,
+    help="Constitution file (YAML/JSON, rlaif or llm-swarm format) or 'default'.",
+)
+@click.option(
+    "--out",
+    default=None,
+    help="Run directory (default: a new folder under runs/). Rerun with the same --out to resume.",
+)
+@click.option(
+    "--n-responses",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Responses sampled per prompt.",
+)
+@click.option(
+    "--revisions",
+    "revision_rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Critique-revise rounds per response (0: none).",
+)
+@click.option(
+    "--pairs",
+    type=click.Choice(["all", "best-worst"]),
+    default="all",
+    show_default=True,
+    help="all: every pair of responses; best-worst: score each "
+    "response pointwise and compare only the best with the worst.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["pairwise", "pointwise"]),
+    default="pairwise",
+    show_default=True,
+    help="How the judge labels a pair.",
+)
+@click.option("--cot", is_flag=True, help="Judge with chain of thought before the verdict.")
+@click.option(
+    "--min-margin",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 0.5, max_open=True),
+    help="Pairs with |p - 0.5| below this go to low_margin.jsonl.",
+)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Use the first N prompts.")
+@click.option("--seed", default=0, show_default=True, help="Seed of sampling and principle draws.")
+@click.option(
+    "--temperature", default=0.8, show_default=True, type=float, help="Policy sampling temperature."
+)
+@click.option(
+    "--max-tokens",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Longest policy response or revision, in tokens.",
+)
+@click.option(
+    "--price-in",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Dollars per million input tokens (0 for local models).",
+)
+@click.option(
+    "--price-out",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Dollars per million output tokens.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(quiet, out, **options):
+    """The main job: prompts in, AI-labelled preference and revision data out (resumable)."""
+    import time as _time
+
+    from rlaif.pipeline import RunConfig
+    from rlaif.pipeline import run as do_run
+
+    if out is None:
+        out = f"runs/{_time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        config = RunConfig(out=out, **options)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    result = do_run(config, show_progress=not quiet)
+    _print_run_summary(result.out, result.info)
+
+
+def _print_run_summary(out, info: dict) -> None:
+    from rich.table import Table
+
+    stats = info["stats"]
+    counts = info["counts"]
+    table = Table(title=f"rlaif run: {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    cost = info.get("cost_per_label")
+    rows = [
+        ("prompts", counts["prompts"]),
+        ("pairs labelled", info["labels"]),
+        (
+            "preferences / low margin / unreadable",
+            f"{counts['preferences']} / {counts['low_margin']} / {counts['unreadable']}",
+        ),
+        ("sft records (revisions)", counts["sft"]),
+        ("mean |p - 0.5|", "-" if stats["mean_margin"] is None else f"{stats['mean_margin']:.3f}"),
+        ("position consistency", pct(stats["position_consistency_rate"])),
+        ("model calls / from store", f"{info['model_calls']} / {info['cached_calls']}"),
+        ("tokens", f"{info['tokens']['total']:,}"),
+        ("cost per label", "-" if cost is None else f"${cost:.6f}"),
+        ("time", f"{info['timings_s']['total']:.1f} s"),
+        ("files", f"{out}/preferences.jsonl, sft.jsonl, run.json"),
+    ]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; library errors become one line on stderr and exit code 1."""
     try:

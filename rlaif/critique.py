@@ -9,8 +9,8 @@ from rlaif import templates
 from rlaif.backends.base import Backend, Generation
 from rlaif.constitution import Constitution, Principle
 
-CRITIQUE_MAX_TOKENS = 192
-REVISION_MAX_TOKENS = 256
+CRITIQUE_MAX_TOKENS = 128
+REVISION_MAX_TOKENS = 192
 
 
 @dataclass
@@ -94,11 +94,12 @@ def critique(
     *,
     seed: int = 0,
     principle: Principle | None = None,
+    max_tokens: int = CRITIQUE_MAX_TOKENS,
 ) -> Critique:
     """Critique ``response`` to ``prompt`` under one (seeded, sampled) principle."""
     principle = principle or constitution.sample(seed, "critique", prompt, response)
     messages = templates.critique_messages(prompt, response, principle)
-    gen = backend.generate(messages, max_tokens=CRITIQUE_MAX_TOKENS)
+    gen = backend.generate(messages, max_tokens=max_tokens)
     text = gen.text.strip()
     problems, suggestions = parse_critique(text)
     return Critique(
@@ -122,14 +123,19 @@ def _clean_revision(text: str) -> str:
 
 
 def rewrite(
-    backend: Backend, principle: Principle, prompt: str, response: str, critique_text: str
+    backend: Backend,
+    principle: Principle,
+    prompt: str,
+    response: str,
+    critique_text: str,
+    max_tokens: int = REVISION_MAX_TOKENS,
 ) -> tuple[str, Generation]:
     """One revision of ``response`` that answers ``critique_text`` under ``principle``.
 
     Returns the cleaned rewrite (empty if the model wrote nothing usable) and the generation.
     """
     messages = templates.revise_messages(prompt, response, critique_text, principle)
-    gen = backend.generate(messages, max_tokens=REVISION_MAX_TOKENS)
+    gen = backend.generate(messages, max_tokens=max_tokens)
     return _clean_revision(gen.text), gen
 
 
@@ -142,6 +148,8 @@ def revise(
     rounds: int = 1,
     seed: int = 0,
     critic: Backend | None = None,
+    max_tokens: int = REVISION_MAX_TOKENS,
+    critique_max_tokens: int = CRITIQUE_MAX_TOKENS,
 ) -> Revision:
     """``rounds`` critique-revise rounds: ``critic`` critiques, ``backend`` rewrites.
 
@@ -156,8 +164,16 @@ def revise(
     current = response
     for k in range(rounds):
         principle = constitution.sample(seed, "revise", str(k), prompt, current)
-        crit = critique(critic, constitution, prompt, current, seed=seed, principle=principle)
-        rewritten, gen = rewrite(backend, principle, prompt, current, crit.text)
+        crit = critique(
+            critic,
+            constitution,
+            prompt,
+            current,
+            seed=seed,
+            principle=principle,
+            max_tokens=critique_max_tokens,
+        )
+        rewritten, gen = rewrite(backend, principle, prompt, current, crit.text, max_tokens)
         changed = bool(rewritten) and rewritten != current
         result.rounds.append(
             RevisionRound(

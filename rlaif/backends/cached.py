@@ -1,0 +1,87 @@
+"""A backend wrapper that answers repeated calls from the run store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.store import Store, call_key
+from rlaif.templates import TEMPLATE_VERSION
+
+
+class CachedBackend(Backend):
+    """Wraps a backend: each call is looked up in the store first and stored once made.
+
+    ``model_calls`` counts calls that reached the model, ``cached_calls`` those the store
+    answered. A cached result is returned exactly as it was first stored, so a resumed or
+    repeated run rebuilds identical records. ``cached_tokens`` (KV-cache reuse) depends on
+    what the model evaluated before and is therefore reported as zero for a stored result.
+    """
+
+    def __init__(self, inner: Backend, store: Store) -> None:
+        self.inner = inner
+        self.store = store
+        self.model_id = inner.model_id
+        self.price_per_million = inner.price_per_million
+        self.model_calls = 0
+        self.cached_calls = 0
+        #: tokens of every result returned, stored or fresh: what the run's data cost to make
+        self.prompt_tokens_total = 0
+        self.completion_tokens_total = 0
+        #: prompt tokens the model took from its KV cache in this process (fresh calls only)
+        self.reused_tokens = 0
+
+    def _count(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens_total += prompt_tokens
+        self.completion_tokens_total += completion_tokens
+
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> Generation:
+        """Generate, or return the stored generation for the same messages and parameters."""
+        params = {"max_tokens": max_tokens, "temperature": temperature}
+        if temperature > 0:
+            params["seed"] = seed  # greedy decoding does not depend on the seed
+        key = call_key(
+            self.model_id, "generate", TEMPLATE_VERSION, {"messages": messages, **params}
+        )
+        hit = self.store.get(key)
+        if hit is not None:
+            self.cached_calls += 1
+            gen = Generation(**hit)
+            self._count(gen.prompt_tokens, gen.completion_tokens)
+            return gen
+        gen = self.inner.generate(
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )
+        self.model_calls += 1
+        self.store.put(key, "generate", self.model_id, asdict(gen))
+        self._count(gen.prompt_tokens, gen.completion_tokens)
+        return gen
+
+    def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
+        """Score the choices, or return the stored scores for the same messages and choices."""
+        payload = {"messages": messages, "choices": list(choices)}
+        key = call_key(self.model_id, "choice_logprobs", TEMPLATE_VERSION, payload)
+        hit = self.store.get(key)
+        if hit is not None:
+            self.cached_calls += 1
+            scores = ChoiceScores(**{**hit, "cached_tokens": 0})
+            self._count(scores.prompt_tokens, scores.completion_tokens)
+            return scores
+        scores = self.inner.choice_logprobs(messages, choices)
+        self.model_calls += 1
+        self.store.put(key, "choice_logprobs", self.model_id, asdict(scores))
+        self._count(scores.prompt_tokens, scores.completion_tokens)
+        self.reused_tokens += scores.cached_tokens
+        return scores
+
+    def close(self) -> None:
+        """Close the wrapped backend."""
+        self.inner.close()

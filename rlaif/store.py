@@ -1,0 +1,110 @@
+"""The run store: one SQLite file per run directory holding every model call's result.
+
+Results are keyed by a content hash of (model id, template version, call kind, messages,
+parameters); a call whose key is present is answered from the store and costs nothing. Each
+result is committed as soon as it exists (WAL journal), so a run killed at any point loses at
+most the call in flight, and a half-written result can never be read back. The schema grows by
+append-only numbered migrations, as in simonw/llm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rlaif.errors import RunError
+
+STORE_FILE = "store.sqlite"
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE calls ("
+        " key TEXT PRIMARY KEY,"
+        " kind TEXT NOT NULL,"
+        " model TEXT NOT NULL,"
+        " result TEXT NOT NULL,"
+        " created REAL NOT NULL)"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+
+
+def call_key(model_id: str, kind: str, template_version: str, payload: dict) -> str:
+    """Content hash of one model call: what was asked, of which model, with which parameters."""
+    canonical = json.dumps(
+        {"model": model_id, "kind": kind, "template": template_version, **payload},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """An SQLite file of cached model-call results and run metadata."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise RunError(
+                f"{self.path}: not a usable rlaif store ({e}); choose another --out directory"
+            ) from e
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        if version == 0 and tables:
+            raise RunError(f"{self.path}: an SQLite file that is not an rlaif store")
+        if version > len(MIGRATIONS):
+            raise RunError(
+                f"{self.path}: written by a newer rlaif (schema {version}); upgrade rlaif"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            with self.db:
+                self.db.execute("BEGIN")
+                MIGRATIONS[number](self.db)
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    # -- calls ------------------------------------------------------------------------------
+    def get(self, key: str) -> dict | None:
+        """The stored result of a call, or None."""
+        row = self.db.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, kind: str, model: str, result: dict) -> None:
+        """Store a call's result, committed at once; an existing key is left as it is."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO calls (key, kind, model, result, created) VALUES (?,?,?,?,?)",
+            (key, kind, model, json.dumps(result, ensure_ascii=False), time.time()),
+        )
+
+    def count(self, kind: str | None = None) -> int:
+        """Number of stored call results (of one kind, if given)."""
+        if kind is None:
+            return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
+
+    # -- metadata ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A metadata value, or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value."""
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
