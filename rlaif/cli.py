@@ -266,6 +266,77 @@ def run(quiet, out, **options):
     _print_run_summary(result.out, result.info)
 
 
+@cli.command("synth-prompts")
+@click.option("--model", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option(
+    "--n",
+    "n",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many new prompts to keep.",
+)
+@click.option("--seeds", default=None, help="Prompts file of examples (default: built-in set).")
+@click.option(
+    "--kind",
+    type=click.Choice(["helpful", "harmless", "both"]),
+    default="both",
+    show_default=True,
+    help="helpful: like the seeds; harmless: red-team prompts from the constitution's principles.",
+)
+@click.option(
+    "--constitution",
+    default="default",
+    show_default=True,
+    help="Constitution file or 'default' (for harmless prompts).",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--max-attempts",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Give up after this many generations (default: 4 x N).",
+)
+@click.option("--out", required=True, help="JSONL file to write; `rlaif run --prompts` reads it.")
+def synth_prompts(model, n, seeds, kind, constitution, seed, max_attempts, out):
+    """Write new prompts with a model, deduplicated, as a prompts file for `rlaif run`."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from rlaif.backends import load_backend
+    from rlaif.constitution import load_constitution
+    from rlaif.prompts import load_prompts
+    from rlaif.synth import synth_prompts as do_synth
+
+    seed_texts = [p.text for p in load_prompts(seeds)]
+    kinds = ("helpful", "harmless") if kind == "both" else (kind,)
+    backend = load_backend(model)
+    with Progress(console=console) as progress:
+        task = progress.add_task("synthesize", total=n)
+        result = do_synth(
+            backend,
+            seed_texts,
+            load_constitution(constitution),
+            n,
+            kinds=kinds,
+            seed=seed,
+            max_attempts=max_attempts,
+            on_attempt=lambda r: progress.update(task, completed=len(r.prompts)),
+        )
+    path = Path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.prompts))
+    tmp.replace(path)
+    click.echo(
+        f"kept {len(result.prompts)} of {result.attempts} generated prompts "
+        f"({result.exact_duplicates} exact duplicates, {result.near_duplicates} near duplicates, "
+        f"{result.rejected} unusable) -> {path}"
+    )
+    if len(result.prompts) < n:
+        click.echo(f"warning: asked for {n}; raise --max-attempts for more", err=True)
+
+
 def _print_run_summary(out, info: dict) -> None:
     from rich.table import Table
 
