@@ -13,8 +13,9 @@ from rlaif.templates import TEMPLATE_VERSION
 class CachedBackend(Backend):
     """Wraps a backend: each call is looked up in the store first and stored once made.
 
-    ``model_calls`` counts calls that reached the model, ``cached_calls`` those the store
-    answered. A cached result is returned exactly as it was first stored, so a resumed or
+    ``model_calls`` counts calls that reached the model, ``cached_calls`` distinct calls the
+    store answered (a pipeline asks the same call again when a later stage re-derives an
+    earlier stage's result; that is counted, and its tokens summed, once). A cached result is returned exactly as it was first stored, so a resumed or
     repeated run rebuilds identical records. ``cached_tokens`` (KV-cache reuse) depends on
     what the model evaluated before and is therefore reported as zero for a stored result.
     """
@@ -31,8 +32,16 @@ class CachedBackend(Backend):
         self.completion_tokens_total = 0
         #: prompt tokens the model took from its KV cache in this process (fresh calls only)
         self.reused_tokens = 0
+        self._seen: set[str] = set()
 
-    def _count(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def _count(self, key: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if cached:
+            self.cached_calls += 1
+        else:
+            self.model_calls += 1
         self.prompt_tokens_total += prompt_tokens
         self.completion_tokens_total += completion_tokens
 
@@ -53,16 +62,14 @@ class CachedBackend(Backend):
         )
         hit = self.store.get(key)
         if hit is not None:
-            self.cached_calls += 1
             gen = Generation(**hit)
-            self._count(gen.prompt_tokens, gen.completion_tokens)
+            self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=True)
             return gen
         gen = self.inner.generate(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed
         )
-        self.model_calls += 1
         self.store.put(key, "generate", self.model_id, asdict(gen))
-        self._count(gen.prompt_tokens, gen.completion_tokens)
+        self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=False)
         return gen
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
@@ -71,14 +78,12 @@ class CachedBackend(Backend):
         key = call_key(self.model_id, "choice_logprobs", TEMPLATE_VERSION, payload)
         hit = self.store.get(key)
         if hit is not None:
-            self.cached_calls += 1
             scores = ChoiceScores(**{**hit, "cached_tokens": 0})
-            self._count(scores.prompt_tokens, scores.completion_tokens)
+            self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=True)
             return scores
         scores = self.inner.choice_logprobs(messages, choices)
-        self.model_calls += 1
         self.store.put(key, "choice_logprobs", self.model_id, asdict(scores))
-        self._count(scores.prompt_tokens, scores.completion_tokens)
+        self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=False)
         self.reused_tokens += scores.cached_tokens
         return scores
 
