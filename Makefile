@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# headless Chromium for the report test (Debian packages; only when missing)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing rlaif into $(VENV) (the first time compiles llama.cpp: about 5 minutes)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev]'
@@ -16,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 ## Run the main job on the embedded default model (no network).
 demo: $(STAMP)
 	$(BIN)/rlaif run --out runs/demo
+	@echo "First labelled pair of runs/demo/preferences.jsonl:"
+	@head -n 1 runs/demo/preferences.jsonl | $(BIN)/python -m json.tool
 
 ## Lint, format check, then the whole test suite.
 test: $(STAMP)

@@ -234,8 +234,10 @@ def test_nonsense_options(tmp_path):
 
 def test_dpo_trainer_accepts_preferences(reference_run, tmp_path):
     """TRL's DPOTrainer trains on preferences.jsonl (tiny model built here, real tokenizer)."""
+    import copy
     import math
 
+    import torch
     from datasets import load_dataset
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -270,6 +272,15 @@ def test_dpo_trainer_accepts_preferences(reference_run, tmp_path):
         save_strategy="no",
         use_cpu=True,
     )
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),  # built here, so TRL cannot reload it from a path
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     result = trainer.train()
     assert math.isfinite(result.training_loss)
+    changed = any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    assert changed, "two DPO steps left every parameter as it was"
