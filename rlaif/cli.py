@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except RlaifError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo("error: " + " ".join(str(e).split()), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -90,7 +90,16 @@ def probability_from_scores(scores: ChoiceScores, choices: tuple[str, str]) -> f
 
 def parse_verdict(text: str, choices: tuple[str, str]) -> float | None:
     """1.0 or 0.0 from a generated verdict naming exactly one choice; None otherwise."""
-    found = {c for c in choices if re.search(rf"(?<![A-Za-z]){re.escape(c)}(?![A-Za-z])", text)}
+    # Single letters are matched as written ("a" is a word, "A" a verdict); words in any case.
+    found = {
+        c
+        for c in choices
+        if re.search(
+            rf"(?<![A-Za-z]){re.escape(c)}(?![A-Za-z])",
+            text,
+            flags=re.IGNORECASE if len(c) > 1 else 0,
+        )
+    }
     if len(found) != 1:
         return None
     return 1.0 if choices[0] in found else 0.0
@@ -110,11 +119,15 @@ class Judge:
         cot: bool = False,
         clamp: tuple[float, float] | None = None,
         cot_max_tokens: int = 160,
+        cot_temperature: float = 0.0,
+        cot_seed: int = 0,
     ) -> None:
         if mode not in ("pairwise", "pointwise"):
             raise ValueError(f"mode must be 'pairwise' or 'pointwise', not {mode!r}")
         if clamp is not None and not 0.0 <= clamp[0] < clamp[1] <= 1.0:
             raise ValueError(f"clamp must be (low, high) with 0 <= low < high <= 1, not {clamp}")
+        if cot_temperature < 0:
+            raise ValueError(f"cot_temperature must be >= 0, not {cot_temperature}")
         if mode == "pointwise" and cot:
             raise ValueError("chain-of-thought is for pairwise mode; pointwise has no verdict")
         self.backend = backend
@@ -125,6 +138,9 @@ class Judge:
         self.cot = cot
         self.clamp = clamp
         self.cot_max_tokens = cot_max_tokens
+        #: sampling of the rationale (0: greedy); the seed matters only above 0
+        self.cot_temperature = cot_temperature
+        self.cot_seed = cot_seed
         self._scores: dict[tuple[str, str, str], OrderResult] = {}
 
     # -- principle choice -------------------------------------------------------------------
@@ -135,9 +151,14 @@ class Judge:
         return self.constitution.sample(self.seed, "compare", prompt, a, b)
 
     # -- the two modes ----------------------------------------------------------------------
-    def compare(self, prompt: str, a: str, b: str) -> Preference:
-        """The judge's preference between responses ``a`` and ``b`` to ``prompt``."""
-        principle = self.principle_for_pair(prompt, a, b)
+    def compare(
+        self, prompt: str, a: str, b: str, principle: Principle | None = None
+    ) -> Preference:
+        """The judge's preference between responses ``a`` and ``b`` to ``prompt``.
+
+        ``principle`` overrides the sampled one (an ensemble over principles asks several).
+        """
+        principle = principle or self.principle_for_pair(prompt, a, b)
         if self.mode == "pointwise":
             return self._pointwise(prompt, a, b, principle)
         ab = self._ask(prompt, a, b, principle)
@@ -178,7 +199,12 @@ class Judge:
         cached = 0
         if self.cot:
             reasoning = templates.compare_cot_messages(prompt, first, second, principle)
-            gen = self.backend.generate(reasoning, max_tokens=self.cot_max_tokens)
+            gen = self.backend.generate(
+                reasoning,
+                max_tokens=self.cot_max_tokens,
+                temperature=self.cot_temperature,
+                seed=self.cot_seed,
+            )
             rationale = gen.text.strip()
             prompt_tokens += gen.prompt_tokens
             completion_tokens += gen.completion_tokens

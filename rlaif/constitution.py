@@ -93,12 +93,21 @@ def load_constitution(path: str | Path | None) -> Constitution:
             f"{path}: cannot read constitution ({e.strerror}); pass a YAML or JSON file "
             "or 'default'"
         ) from e
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConstitutionError(
-            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}"
-        ) from e
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConstitutionError(
+                f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from e
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or " ".join(str(e).split())
+            raise ConstitutionError(f"{path}: not valid YAML{where}: {problem}") from e
     return parse_constitution(data, source=str(path))
 
 
@@ -131,14 +140,15 @@ def parse_constitution(data: object, source: str = "<memory>") -> Constitution:
             raise ConstitutionError(
                 f"{source}: {label}: unknown field(s) {', '.join(sorted(unknown))}"
             )
-        if item["id"] in seen:
+        pid = item["id"].strip()
+        if pid in seen:
             raise ConstitutionError(
                 f"{source}: {label}: field 'id' duplicates an earlier principle"
             )
-        seen.add(item["id"])
+        seen.add(pid)
         principles.append(
             Principle(
-                id=item["id"].strip(),
+                id=pid,
                 critique=item["critique"].strip(),
                 revision=item["revision"].strip(),
                 comparison=item["comparison"].strip(),

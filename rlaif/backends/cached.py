@@ -15,8 +15,9 @@ class CachedBackend(Backend):
 
     ``model_calls`` counts calls that reached the model, ``cached_calls`` distinct calls the
     store answered (a pipeline asks the same call again when a later stage re-derives an
-    earlier stage's result; that is counted, and its tokens summed, once). A cached result is returned exactly as it was first stored, so a resumed or
-    repeated run rebuilds identical records. ``cached_tokens`` (KV-cache reuse) depends on
+    earlier stage's result; that is counted, and its tokens summed, once). A cached result
+    is returned exactly as it was first stored, so a resumed or repeated run rebuilds
+    identical records. ``cached_tokens`` (KV-cache reuse) depends on
     what the model evaluated before and is therefore reported as zero for a stored result.
     """
 

@@ -36,6 +36,21 @@ def embedded_model_path() -> Path:
     return path
 
 
+def _default_threads() -> int:
+    """Threads for llama.cpp: ``RLAIF_N_THREADS`` if set, else every core (at most 8).
+
+    llama.cpp's threads busy-wait; on a machine shared with other model processes, fewer
+    threads than cores (``RLAIF_N_THREADS=1``) can be several times faster.
+    """
+    value = os.environ.get("RLAIF_N_THREADS")
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError as e:
+            raise ModelSpecError(f"RLAIF_N_THREADS must be a whole number, not {value!r}") from e
+    return min(os.cpu_count() or 1, 8)
+
+
 class LlamaCppBackend(Backend):
     """A GGUF model run in-process by llama.cpp."""
 
@@ -62,7 +77,7 @@ class LlamaCppBackend(Backend):
             self.llm = llama_cpp.Llama(
                 str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or min(os.cpu_count() or 1, 8),
+                n_threads=n_threads or _default_threads(),
                 verbose=False,
             )
         except ValueError as e:

@@ -56,6 +56,12 @@ class OpenAIBackend(Backend):
             raise BackendError(
                 f"{self.model_id}: the server refused the API key; set OPENAI_API_KEY"
             ) from e
+        except self._openai.BadRequestError:
+            raise  # the callers decide: a refused logprobs request falls back to a verdict
+        except self._openai.APIStatusError as e:
+            raise BackendError(
+                f"{self.model_id}: the server answered HTTP {e.status_code} ({_reason(e)})"
+            ) from e
 
     def generate(
         self,
@@ -66,9 +72,13 @@ class OpenAIBackend(Backend):
         seed: int = 0,
     ) -> Generation:
         """Generate a reply with the server's chat-completions endpoint."""
-        resp = self._create(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed
-        )
+        try:
+            resp = self._create(
+                messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+            )
+        except self._openai.BadRequestError as e:
+            reason = _reason(e)
+            raise BackendError(f"{self.model_id}: the server refused the request ({reason})") from e
         choice = resp.choices[0]
         usage = resp.usage
         return Generation(
@@ -80,6 +90,7 @@ class OpenAIBackend(Backend):
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Log-probabilities of the choices from ``top_logprobs``, or a generated verdict."""
+        refused = False
         if self._logprobs_supported is not False:
             try:
                 resp = self._create(
@@ -90,7 +101,9 @@ class OpenAIBackend(Backend):
                     top_logprobs=TOP_LOGPROBS,
                 )
             except self._openai.BadRequestError:
-                self._logprobs_supported = False
+                # The server refuses either logprobs or this request (too long for its context...):
+                # the verdict request below tells which, before logprobs are given up for good.
+                refused = True
             else:
                 content = resp.choices[0].logprobs and resp.choices[0].logprobs.content
                 if content and content[0].top_logprobs:
@@ -104,13 +117,20 @@ class OpenAIBackend(Backend):
                         completion_tokens=usage.completion_tokens if usage else 0,
                     )
                 self._logprobs_supported = False
-        gen = self.generate(messages, max_tokens=8, temperature=0.0)
+        gen = self.generate(messages, max_tokens=8, temperature=0.0)  # BackendError if refused too
+        if refused and self._logprobs_supported is None:
+            self._logprobs_supported = False
         return ChoiceScores(
             method="verdict",
             text=gen.text,
             prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens,
         )
+
+
+def _reason(error: Exception) -> str:
+    """The server's error message on one line."""
+    return " ".join(str(getattr(error, "message", None) or error).split())
 
 
 def _match_choices(top_logprobs: list, choices: Sequence[str]) -> dict[str, float | None]:
