@@ -8,6 +8,7 @@ import sys
 import click
 from rich.console import Console
 
+from rlaif.cli_eval import eval_group, report
 from rlaif.errors import RlaifError
 
 console = Console(stderr=True)
@@ -335,6 +336,10 @@ def synth_prompts(model, n, seeds, kind, constitution, seed, max_attempts, out):
     )
     if len(result.prompts) < n:
         click.echo(f"warning: asked for {n}; raise --max-attempts for more", err=True)
+
+
+cli.add_command(eval_group)
+cli.add_command(report)
 
 
 def _print_run_summary(out, info: dict) -> None:

@@ -1,0 +1,32 @@
+"""Label quality: measure a judge against human preferences, expose its biases, report them.
+
+``gold`` reads human-labelled pairs, ``strategies`` asks the judge in different ways,
+``metrics`` and ``summary`` score the answers with bootstrap intervals, ``agreement`` runs it all
+into an evaluation directory, and ``report`` draws it as one HTML file.
+
+The names below are imported on first use, so that the command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "AgreementConfig": "rlaif.evaluate.agreement",
+    "run_agreement": "rlaif.evaluate.agreement",
+    "GoldPair": "rlaif.evaluate.gold",
+    "GoldSet": "rlaif.evaluate.gold",
+    "load_gold": "rlaif.evaluate.gold",
+    "write_report": "rlaif.evaluate.report",
+    "DEFAULT_STRATEGIES": "rlaif.evaluate.strategies",
+    "STRATEGIES": "rlaif.evaluate.strategies",
+    "StrategyOptions": "rlaif.evaluate.strategies",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rlaif.evaluate' has no attribute {name!r}")

@@ -1,0 +1,288 @@
+"""``rlaif report DIR``: one self-contained HTML file (figures embedded as base64 PNGs).
+
+An evaluation directory (``metrics.json``, from ``rlaif eval agreement``) gets the strategies
+table, agreement with CI error bars, position bias, reliability, confidence, length bias and
+cost. A run directory (``run.json``, from ``rlaif run``) gets its confidence distribution,
+position consistency, principles, tokens and cost, and example pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rlaif.errors import InputError
+from rlaif.evaluate.agreement import METRICS_FILE, load_eval_dir
+from rlaif.evaluate.htmlparts import CSS, esc, figure, meta, pct, table
+from rlaif.evaluate.run_report import run_body
+from rlaif.evaluate.table import COLUMNS, LEGEND, best_strategies, cell, fmt
+
+REPORT_FILE = "report.html"
+
+
+def write_report(directory: str | Path) -> Path:
+    """Write ``DIR/report.html`` for an evaluation or a run directory; returns its path."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"{d}: no such directory; pass an `rlaif eval` or `rlaif run` directory")
+    if (d / METRICS_FILE).exists():
+        body = _eval_body(d)
+        title = "rlaif: judge agreement with human labels"
+    elif (d / "run.json").exists():
+        body = run_body(d)
+        title = "rlaif run report"
+    else:
+        raise InputError(
+            f"{d}: neither an evaluation directory (metrics.json, from `rlaif eval agreement`) "
+            "nor a finished run (run.json, from `rlaif run`)"
+        )
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n"
+        f"<h1>{esc(title)}</h1>\n<p>{esc(str(d))}</p>\n{body}\n</body></html>\n"
+    )
+    path = d / REPORT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# -- evaluation directory -------------------------------------------------------------------------
+def _eval_body(d: Path) -> str:
+    from rlaif.evaluate import plots
+
+    metrics, info, records = load_eval_dir(d)
+    if not metrics:
+        raise InputError(f"{d}: metrics.json holds no strategy")
+    names = list(metrics)
+    entries = [metrics[n] for n in names]
+    parts = [
+        meta(
+            [
+                ("gold file", info.get("gold", "?")),
+                ("format", info.get("format", "?")),
+                ("judge", info.get("judge", "?")),
+                ("pairs", info.get("pairs", entries[0].get("n"))),
+                ("left out of the gold file", info.get("skipped") or "none"),
+                ("human ties (not scored)", entries[0].get("human_ties")),
+                ("constitution", (info.get("constitution") or {}).get("source", "?")),
+                ("seed", info.get("seed", "?")),
+                ("confidence intervals", _bootstrap_text(info.get("bootstrap") or {})),
+            ]
+        ),
+        f'<p class="note">{esc(_verdict(metrics))}</p>',
+        "<h2>Strategies side by side</h2>",
+        _strategy_table(metrics),
+        f"<p>{esc(LEGEND)}</p>",
+        "<h2>Figures</h2>",
+    ]
+    annot = entries[0].get("annotators") or {}
+    human_line = None
+    if annot.get("human_agreement") is not None:
+        human_line = (annot["human_agreement"], "annotators with each other")
+    parts.append(
+        figure(
+            plots.interval_bars(
+                names,
+                [e.get("agreement") for e in entries],
+                [e.get("agreement_ci") for e in entries],
+                title="Agreement with the human label (95% CI)",
+                xlabel="agreement",
+                extra_line=human_line,
+            ),
+            "Agreement by strategy; the dashed line is chance. Intervals that overlap do not "
+            "support choosing one strategy over another.",
+        )
+    )
+    parts.append(
+        figure(
+            plots.position_bias(names, entries),
+            "Position bias: how often the judge prefers whatever is shown first, and how often "
+            "it keeps its preference when the order is swapped.",
+        )
+    )
+    parts.append(
+        figure(
+            plots.reliability(names, [e.get("reliability") or [] for e in entries]),
+            "Reliability diagram of the soft labels (ECE in the table).",
+        )
+    )
+    by_strategy: dict[str, list[float]] = {n: [] for n in names}
+    for r in records:
+        if r.get("p_a") is not None and r["strategy"] in by_strategy:
+            by_strategy[r["strategy"]].append(abs(r["p_a"] - 0.5))
+    parts.append(
+        figure(
+            plots.histograms(
+                by_strategy,
+                title="Confidence |p - 0.5| of the labels",
+                xlabel="|p(A better) - 0.5|",
+                low=0.0,
+                high=0.5,
+            ),
+            "How far from a coin the labels are (0: undecided, 0.5: certain).",
+        )
+    )
+    human_longer = entries[0].get("human_prefers_longer")
+    parts.append(
+        figure(
+            plots.interval_bars(
+                names,
+                [e.get("judge_prefers_longer") for e in entries],
+                [e.get("judge_prefers_longer_ci") for e in entries],
+                title="Length bias: how often the longer response is preferred",
+                xlabel="share preferring the longer response",
+                reference=None,
+                extra_line=None if human_longer is None else (human_longer, "humans"),
+            ),
+            "Length bias; the dotted line is how often the humans preferred the longer one.",
+        )
+    )
+    cost = [e.get("cost_per_label") or 0.0 for e in entries]
+    cost_note = (
+        ""
+        if not any(cost)
+        else " (cost per label: "
+        + ", ".join(f"{n} ${c:.6f}" for n, c in zip(names, cost, strict=True))
+        + ")"
+    )
+    parts.append(
+        figure(
+            plots.stacked_bars(
+                names,
+                {
+                    "prompt tokens": [e.get("prompt_tokens_per_label") for e in entries],
+                    "generated tokens": [e.get("completion_tokens_per_label") for e in entries],
+                },
+                title="Tokens per label",
+                ylabel="tokens",
+            ),
+            "What a label costs: tokens the judge reads and writes per pair" + cost_note + ".",
+        )
+    )
+    parts.append(_details(metrics))
+    return "\n".join(parts)
+
+
+def _bootstrap_text(boot: dict) -> str:
+    if not boot:
+        return "?"
+    return (
+        f"{100 * boot.get('level', 0.95):.0f}% percentile bootstrap over pairs, "
+        f"{boot.get('resamples')} resamples, seed {boot.get('seed')}"
+    )
+
+
+def _verdict(metrics: dict[str, dict]) -> str:
+    """One honest sentence about the best agreement and whether it differs from chance."""
+    scored = {n: e for n, e in metrics.items() if e.get("agreement") is not None}
+    if not scored:
+        return "No pair with a human preference was scored."
+    name, best = max(scored.items(), key=lambda kv: kv[1]["agreement"])
+    ci = best.get("agreement_ci") or [None, None]
+    text = f"Highest agreement: {name} {pct(best['agreement'])} [{pct(ci[0])}, {pct(ci[1])}]."
+    if ci[0] is not None and ci[0] <= 0.5 <= ci[1]:
+        text += " Its interval includes 50%: on these pairs the judge is not distinguishable from "
+        text += "a coin. Use a more capable judge before labelling real data."
+    overlapping = [
+        n
+        for n, e in scored.items()
+        if n != name
+        and e.get("agreement_ci")
+        and ci[0] is not None
+        and e["agreement_ci"][1] >= ci[0]
+    ]
+    if overlapping:
+        text += f" Its interval overlaps those of {', '.join(overlapping)}: the data do not "
+        text += "single out a best strategy."
+    return text
+
+
+def _strategy_table(metrics: dict[str, dict]) -> str:
+    best = {col.key: best_strategies(metrics, col) for col in COLUMNS}
+    head = "<th>strategy</th><th>n</th>" + "".join(f"<th>{esc(c.title)}</th>" for c in COLUMNS)
+    rows = []
+    for name, entry in metrics.items():
+        cells = [f"<td>{esc(name)}</td><td>{esc(entry.get('n'))}</td>"]
+        for col in COLUMNS:
+            cls = ' class="best"' if name in best[col.key] else ""
+            cells.append(f"<td{cls}>{esc(cell(entry, col))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _ci_text(value, ci) -> str:
+    if value is None:
+        return "-"
+    return pct(value) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else "")
+
+
+def _details(metrics: dict[str, dict]) -> str:
+    parts = []
+    first = next(iter(metrics.values()))
+    annot = first.get("annotators")
+    if annot:
+        parts.append("<h2>Per-annotator data</h2>")
+        rows = [
+            [
+                "annotators with each other",
+                _ci_text(annot["human_agreement"], annot.get("human_agreement_ci")),
+            ],
+            ["annotators' Cohen's kappa (ties a category)", fmt(annot.get("human_kappa"), False)],
+        ]
+        for name, e in metrics.items():
+            a = e.get("annotators") or {}
+            rows.append(
+                [
+                    f"judge ({name}) with each annotator",
+                    _ci_text(a.get("judge_agreement"), a.get("judge_agreement_ci")),
+                ]
+            )
+        parts.append(table(["", "agreement (ties left out)"], rows))
+    diffs = [
+        [name, e["agreement_vs_reference"]["reference"], _signed(e["agreement_vs_reference"])]
+        for name, e in metrics.items()
+        if e.get("agreement_vs_reference")
+    ]
+    if diffs:
+        parts.append("<h2>Paired differences in agreement</h2>")
+        parts.append(
+            "<p>Agreement minus the reference strategy's on the same pairs (paired bootstrap): "
+            "an interval that includes 0 means no measurable difference.</p>"
+        )
+        parts.append(table(["strategy", "reference", "difference [95% CI]"], diffs))
+    for key, title in (("by_principle", "principle"), ("by_category", "category")):
+        parts.append(_breakdown(metrics, key, title))
+    return "\n".join(parts)
+
+
+def _breakdown(metrics: dict[str, dict], key: str, title: str) -> str:
+    """Agreement per principle or category: one row per value, one column per strategy."""
+    names = [n for n, e in metrics.items() if e.get(key)]
+    values = sorted({v for n in names for v in metrics[n][key]})
+    if not values:
+        return ""
+    rows = []
+    for value in values:
+        row = [value]
+        for n in names:
+            g = metrics[n][key].get(value)
+            row.append(
+                ""
+                if g is None
+                else f"{_ci_text(g['agreement'], g.get('agreement_ci'))} (n={g['n']})"
+            )
+        rows.append(row)
+    body = table([title, *names], rows)
+    if len(rows) > 12:
+        body = f"<details><summary>{len(rows)} values (show)</summary>{body}</details>"
+    return f"<h2>Agreement by {esc(title)}</h2>\n{body}"
+
+
+def _signed(d: dict) -> str:
+    ci = d.get("difference_ci")
+    text = f"{100 * d['difference']:+.1f} points"
+    if ci:
+        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    return text
