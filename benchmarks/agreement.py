@@ -51,6 +51,10 @@ def paired_lines(metrics: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def _printer(name: str):
     """A progress callback that prints every 10 pairs."""
 
@@ -87,7 +91,13 @@ def measure(gold: Path, args: argparse.Namespace) -> str:
         )
         seconds = time.time() - started
         print(f"{gold.name} {label}: {len(strategies)} strategies, {seconds:.0f} s", flush=True)
-        notes.append(f"{label} run: {limit} pairs, {seconds / 60:.1f} min")
+        first = next(iter(metrics.values()))
+        notes.append(
+            f"{label} run: {first['n']} pairs ({first['human_ties']} human ties), "
+            f"{seconds / 60:.1f} min in this invocation (calls in the store are not repeated); "
+            f"the humans chose A in {_pct(first['human_a_rate'])} and the longer response in "
+            f"{_pct(first['human_prefers_longer'])}"
+        )
         for name, entry in metrics.items():
             key = name if name not in combined else f"{name} ({label} pairs)"
             combined[key] = entry

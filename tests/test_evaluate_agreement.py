@@ -65,6 +65,7 @@ def test_a_failing_pair_is_recorded_and_counted_not_dropped(tmp_path):
     # both orders cancel the first-slot preference exactly: every label is a tie (half credit)
     assert both["agreement"] == pytest.approx(3 * 0.5 / 4)
     assert both["position_consistency"] == 0.0 and both["judge_ties"] == 3
+    assert one["a_rate"] == 1.0 and both["a_rate"] == 0.5  # asking both ways removes it
     info = json.loads((out / "eval.json").read_text())
     assert info["judge"] == "first-slot" and info["format"] == "llmbar"
     assert write_report(out).is_file()

@@ -44,6 +44,13 @@ def test_position_metrics_by_hand():
     assert m.position_consistency([0.9], [NAN]) is None
 
 
+def test_a_rate_by_hand():
+    # picks A, B, a tie (half), unreadable (left out), A: 2.5 / 4
+    assert m.a_rate(m.judge_choice([0.9, 0.1, 0.5, NAN, 0.7])) == pytest.approx(0.625)
+    assert m.a_rate([1.0, 0.0, NAN, 1.0]) == pytest.approx(2 / 3)  # human labels, tie left out
+    assert m.a_rate([NAN]) is None
+
+
 def test_brier_ece_and_reliability_by_hand():
     human = [1, 1, 0, 1, 0, 0]
     p_a = [0.95, 0.85, 0.92, 0.3, 0.25, 0.05]
@@ -150,6 +157,8 @@ def test_summarize_entry_and_paired_difference():
     assert one["agreement"] == pytest.approx(3 / 6)  # 3 of 5 decided right, 1 unreadable miss
     assert (one["n"], one["human_ties"], one["unreadable"], one["errors"]) == (7, 1, 1, 1)
     assert one["first_position_rate"] == 1.0 and one["position_consistency"] is None
+    assert one["a_rate"] == 1.0 and both["a_rate"] == pytest.approx(3 / 6)
+    assert both["human_a_rate"] == pytest.approx(3 / 5)  # a, b, a, b, (tie), a
     # humans chose the longer response (A, 10 > 5) in pairs 0, 2, 5; not in 1, 3, 6
     assert one["human_prefers_longer"] == pytest.approx(3 / 6)
     diff = one["agreement_vs_reference"]

@@ -106,6 +106,16 @@ def first_position_rate(p_ab: Sequence[float], p_ba: Sequence[float]) -> float |
     return _nanmean(first)
 
 
+def a_rate(choice: Sequence[float]) -> float | None:
+    """Share of labels that pick A (a tie counts half; unreadable and human ties left out).
+
+    Of a judge's labels (``judge_choice(p_a)``), to set next to the humans' (``human``): a
+    judge that always picks the first slot reaches 100% when asked in one order only, and
+    asking in both orders should bring it back near the humans' share.
+    """
+    return _nanmean(_arr(choice))
+
+
 def _calibration_data(human, p_a) -> tuple[np.ndarray, np.ndarray]:
     h, p = _arr(human), _arr(p_a)
     ok = ~np.isnan(h) & ~np.isnan(p)

@@ -73,18 +73,22 @@ def interval_bars(
 
 
 def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
-    """Grouped bars: share preferring the first slot, and position consistency, with CIs."""
-    fig = Figure(figsize=(7.5, 3.8))
+    """Grouped bars with CIs: how often a question's answer is the first slot, how often both
+    orders agree, and how often the final label is A (next to the humans' share of A)."""
+    fig = Figure(figsize=(8.5, 4.0))
     ax = fig.subplots()
     x = np.arange(len(names))
-    w = 0.38
-    for k, (key, label) in enumerate(
-        (("first_position_rate", "prefers first slot"), ("position_consistency", "consistent"))
-    ):
+    w = 0.27
+    bars = (
+        ("first_position_rate", "answer is the first slot"),
+        ("position_consistency", "both orders agree"),
+        ("a_rate", "final label is A"),
+    )
+    for k, (key, label) in enumerate(bars):
         values = [e.get(key) for e in entries]
         cis = [e.get(f"{key}_ci") for e in entries]
         ax.bar(
-            x + (k - 0.5) * w,
+            x + (k - 1) * w,
             _nz(values),
             w,
             yerr=_err(values, cis),
@@ -92,7 +96,10 @@ def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
             color=COLORS[1 + k],
             label=label,
         )
-    ax.axhline(0.5, color=CHANCE, linestyle="--", label="no position bias (first slot)")
+    ax.axhline(0.5, color=CHANCE, linestyle="--", label="no first-slot preference")
+    human_a = next((e["human_a_rate"] for e in entries if e.get("human_a_rate") is not None), None)
+    if human_a is not None:
+        ax.axhline(human_a, color=COLORS[4], linestyle=":", label="humans' labels: A")
     ax.set_xticks(x, names, rotation=25, ha="right")
     ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])

@@ -98,8 +98,9 @@ def _eval_body(d: Path) -> str:
     parts.append(
         figure(
             plots.position_bias(names, entries),
-            "Position bias: how often the judge prefers whatever is shown first, and how often "
-            "it keeps its preference when the order is swapped.",
+            "Position bias: how often the judge answers with whatever is shown first, how often "
+            "it keeps its preference when the order is swapped, and how often the final label is "
+            "A (dotted: how often the humans said A).",
         )
     )
     parts.append(

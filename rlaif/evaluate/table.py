@@ -25,6 +25,7 @@ COLUMNS = (
     Column("kappa", "kappa", "max", percent=False),
     Column("position_consistency", "position consistency", "max"),
     Column("first_position_rate", "first-slot rate", "half"),
+    Column("a_rate", "label is A", "human", human_key="human_a_rate"),
     Column("brier", "Brier", "min", percent=False),
     Column("ece", "ECE", "min", percent=False),
     Column(
@@ -104,7 +105,8 @@ def markdown_table(entries: dict[str, dict], columns: tuple[Column, ...] = COLUM
 
 LEGEND = (
     "Values with 95% bootstrap intervals; bold marks the best in its column (first-slot rate: "
-    "closest to 50%; prefers longer: closest to the humans' rate). Agreement counts an "
+    "closest to 50%; label is A, prefers longer: closest to the humans' rate). First-slot rate "
+    "is per question asked, label is A per final label. Agreement counts an "
     "unreadable reply as a miss and a judge tie as half. Pointwise scores each response alone, "
     "so its position consistency (100%) and first-slot rate (50%) hold by construction."
 )
