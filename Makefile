@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing rlaif into $(VENV) (the first time compiles llama.cpp: about 5 minutes)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev,ray]'
 	@touch $(STAMP)
 
 ## Run the main job on the embedded default model (no network).

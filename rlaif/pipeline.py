@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import platform
+import sqlite3
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -29,13 +31,23 @@ from typing import Literal
 from rlaif import __version__, templates
 from rlaif.backends import load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
+from rlaif.budget import Budget, BudgetedBackend
 from rlaif.compare import Judge
 from rlaif.constitution import load_constitution
+from rlaif.cost import PriceTable, RunEstimate, estimate_run, load_price_table, stored_spend
 from rlaif.critique import revise
-from rlaif.errors import RunError
+from rlaif.errors import BackendError, RunError
+from rlaif.executor import (
+    EXECUTORS,
+    apply_request_policy,
+    compare_pairs,
+    ordered_map,
+    stage_concurrency,
+)
 from rlaif.generate import generate
 from rlaif.outputs import OUTPUT_FILES, RUN_JSON, OutputWriter, preference_record
 from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
+from rlaif.ratelimit import RequestPolicy
 from rlaif.store import STORE_FILE, Store
 
 
@@ -66,6 +78,24 @@ class RunConfig:
     #: dollars per million input / output tokens, for every model of the run (0 when local)
     price_in: float = 0.0
     price_out: float = 0.0
+    #: YAML/JSON price file: model string -> {input, output}; models it names override the above
+    price_file: str | None = None
+    #: dollars the run directory may spend in all (earlier invocations' calls included)
+    max_cost: float | None = None
+    #: estimate calls, tokens and dollars, call no model, write nothing
+    dry_run: bool = False
+    #: calls in flight at once to models behind a server (None: 8 when every model of a stage
+    #: is a server; in-process llama.cpp models always take one call at a time). With the ray
+    #: executor: the number of label workers (None: one per CPU of the cluster)
+    concurrency: int | None = None
+    #: where pairs are labelled: "local" (threads in this process) or "ray" (Ray workers)
+    executor: Literal["local", "ray"] = "local"
+    #: requests and tokens per minute to each server (None: no limit)
+    rpm: float | None = None
+    tpm: float | None = None
+    #: seconds to wait for one reply before retrying it, and retries per request
+    timeout: float = 120.0
+    max_retries: int = 8
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -86,6 +116,39 @@ class RunConfig:
             raise ValueError(f"limit must be >= 1, not {self.limit}")
         if self.price_in < 0 or self.price_out < 0:
             raise ValueError("prices must be >= 0")
+        if self.max_cost is not None and self.max_cost < 0:
+            raise ValueError(f"max_cost must be >= 0, not {self.max_cost}")
+        if self.max_cost is not None and self.executor == "ray":
+            raise ValueError(
+                "--max-cost is enforced in this process, and --executor ray labels in Ray "
+                "workers; use --executor local with --max-cost"
+            )
+        self._check_execution()
+
+    def _check_execution(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}"
+            )
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {self.concurrency}")
+        servers = [m for m in (self.policy, self.judge) if m.strip().startswith("openai:")]
+        if (self.concurrency or 1) > 1 and self.executor == "local" and not servers:
+            raise ValueError(
+                f"--concurrency {self.concurrency}: {self.policy} and {self.judge} run in this "
+                "process, which takes one llama.cpp call at a time; use --concurrency 1, a model "
+                "behind a server (openai:MODEL@URL), or --executor ray (one model per worker)"
+            )
+        if self.executor == "ray" and self.max_cost is not None:
+            raise ValueError(
+                "--max-cost is checked in this process, not on Ray workers; "
+                "use --executor local with --max-cost"
+            )
+        RequestPolicy(self.timeout, self.max_retries, self.rpm, self.tpm)  # ValueError if bad
+
+    def request_policy(self) -> RequestPolicy:
+        """Timeout, retries and rate limits of the requests to every server of the run."""
+        return RequestPolicy(self.timeout, self.max_retries, self.rpm, self.tpm)
 
 
 @dataclass
@@ -122,6 +185,7 @@ def open_run_dir(config: RunConfig, prompts_path: Path) -> Store:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunError(f"{out}: cannot create the run directory ({e.strerror})") from e
+    _check_writable(out)
     store = Store(store_path)
     identity = json.dumps(_identity(config, prompts_path), sort_keys=True)
     previous = store.get_meta("identity")
@@ -167,11 +231,27 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     constitution = load_constitution(config.constitution)
     parse_model_spec(config.policy)
     parse_model_spec(config.judge)
-    store = open_run_dir(config, prompts_path)
-    writer = OutputWriter(config.out)
+    prices = load_price_table(config.price_file, config.price_in, config.price_out)
+    if config.dry_run:
+        estimate = estimate_run(config, prompts, constitution, prices)
+        return RunResult(config.out, {"dry_run": True, "estimate": estimate.to_dict()})
     try:
-        policy = CachedBackend(load_backend(config.policy), store)
-        judge_backend = CachedBackend(load_backend(config.judge), store)
+        store = open_run_dir(config, prompts_path)
+    except sqlite3.Error as e:
+        raise RunError(_write_failure(config.out, e)) from e
+    try:
+        writer = OutputWriter(config.out)
+    except OSError as e:
+        store.close()
+        raise RunError(_write_failure(config.out, e)) from e
+    budget = _budget(config, prices)
+    try:
+        requests = config.request_policy()
+        policy_model = apply_request_policy(load_backend(config.policy), requests)
+        judge_model = apply_request_policy(load_backend(config.judge), requests)
+        retries_before = _retries(policy_model, judge_model)
+        policy = CachedBackend(_budgeted(policy_model, budget), store)
+        judge_backend = CachedBackend(_budgeted(judge_model, budget), store)
         judge = Judge(
             judge_backend, constitution, seed=config.seed, mode=config.mode, cot=config.cot
         )
@@ -180,15 +260,21 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         with _progress(show_progress) as progress:
             t = time.time()
             task = progress.add_task("generate", total=len(prompts))
-            for p in prompts:
-                _responses(policy, p, config)
+            threads = stage_concurrency(config.concurrency, config.policy)
+            for _ in ordered_map(lambda p: _responses(policy, p, config), prompts, threads):
                 progress.advance(task)
             timings["generate"] = time.time() - t
 
             t = time.time()
             task = progress.add_task("revise", total=len(prompts) * config.revision_rounds)
-            for p in prompts:
-                for rev in _revisions(policy, judge_backend, constitution, p, config):
+            threads = stage_concurrency(config.concurrency, config.policy, config.judge)
+            revisions = ordered_map(
+                lambda p: _revisions(policy, judge_backend, constitution, p, config),
+                prompts,
+                threads,
+            )
+            for p, revs in zip(prompts, revisions, strict=True):
+                for rev in revs:
                     writer.write("revisions.jsonl", {"prompt_id": p.id, **rev.to_dict()})
                     if rev.rounds and rev.final != rev.original:
                         writer.write(
@@ -206,26 +292,37 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             timings["revise"] = time.time() - t
 
             t = time.time()
-            task = progress.add_task("label", total=len(prompts))
-            for p in prompts:
-                for a, b, pair_type in _pairs(
-                    policy, judge_backend, judge, constitution, p, config
+            task = progress.add_task("label", total=None)
+            jobs = _label_jobs(policy, judge_backend, judge, constitution, prompts, config)
+            progress.update(task, total=len(jobs))
+            prefs = compare_pairs(
+                judge,
+                [(p.text, a, b) for p, a, b, _ in jobs],
+                executor=config.executor,
+                concurrency=(
+                    config.concurrency or 0
+                    if config.executor == "ray"
+                    else stage_concurrency(config.concurrency, config.judge)
+                ),
+                judge_spec=config.judge,
+                policy=requests,
+            )
+            for (p, a, b, pair_type), pref in zip(jobs, prefs, strict=True):
+                name, record = preference_record(
+                    p, a, b, pref, policy=config.policy, pair_type=pair_type
+                )
+                if name == "preferences.jsonl" and (
+                    abs(record["p_chosen"] - 0.5) < config.min_margin or record["p_chosen"] == 0.5
                 ):
-                    pref = judge.compare(p.text, a, b)
-                    name, record = preference_record(
-                        p, a, b, pref, policy=config.policy, pair_type=pair_type
-                    )
-                    if name == "preferences.jsonl" and (
-                        abs(record["p_chosen"] - 0.5) < config.min_margin
-                        or record["p_chosen"] == 0.5
-                    ):
-                        name = "low_margin.jsonl"
-                    writer.write(name, record)
-                    stats.add(pref)
+                    name = "low_margin.jsonl"
+                writer.write(name, record)
+                stats.add(pref)
                 progress.advance(task)
             timings["label"] = time.time() - t
         timings["total"] = time.time() - started
-        info = _run_info(config, prompts, prompts_path, constitution, policy, judge_backend)
+        info = _run_info(
+            config, prompts, prompts_path, constitution, policy, judge_backend, prices, budget
+        )
         info.update(
             counts={
                 "prompts": len(prompts),
@@ -234,15 +331,81 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             labels=stats.labels,
             stats=stats.summary(),
             timings_s={k: round(v, 3) for k, v in timings.items()},
+            requests={
+                "executor": config.executor,
+                "retries": dict(_retries(policy_model, judge_model) - retries_before),
+            },
         )
         finish_cost_per_label(info)
         writer.publish(info)
+    except (OSError, sqlite3.Error) as e:
+        _discard(writer)
+        raise RunError(_write_failure(config.out, e)) from e
+    except BackendError as e:
+        _discard(writer)
+        raise BackendError(
+            f"{e} (every finished model call is kept in {config.out / STORE_FILE}: "
+            "rerun the same command to continue)"
+        ) from e
     except BaseException:
-        writer.discard()
+        _discard(writer)
         raise
     finally:
         store.close()
     return RunResult(config.out, info)
+
+
+def estimate(config: RunConfig) -> RunEstimate:
+    """Upper bounds of a run's calls, tokens and dollars; loads no model, writes nothing."""
+    prompts_path = Path(config.prompts) if config.prompts else builtin_prompts_path()
+    prompts = load_prompts(prompts_path, limit=config.limit)
+    constitution = load_constitution(config.constitution)
+    parse_model_spec(config.policy)
+    parse_model_spec(config.judge)
+    prices = load_price_table(config.price_file, config.price_in, config.price_out)
+    return estimate_run(config, prompts, constitution, prices)
+
+
+def _budget(config: RunConfig, prices: PriceTable) -> Budget | None:
+    """The run's budget, counting what the calls already in its store cost; None if unlimited."""
+    if config.max_cost is None:
+        return None
+    store_path = config.out / STORE_FILE
+    _, spent = stored_spend(store_path, prices)
+    return Budget(config.max_cost, prices, spent=spent, where=str(store_path))
+
+
+def _budgeted(backend, budget: Budget | None):
+    return backend if budget is None else BudgetedBackend(backend, budget)
+
+
+def _discard(writer: OutputWriter) -> None:
+    """Delete the unfinished output files; on a full or read-only disk leave what cannot go."""
+    try:
+        writer.discard()
+    except OSError:
+        pass  # a stray *.tmp is never read: the next run truncates it, run.json is absent
+
+
+def _check_writable(out: Path) -> None:
+    """RunError if files cannot be created in ``out`` (read-only file system or permissions)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise RunError(_write_failure(out, e)) from e
+
+
+def _write_failure(out: Path, error: Exception) -> str:
+    """One line for a run that could not write its directory: the cause and what to do."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return (
+        f"{out}: cannot write the run directory ({reason}); free disk space or make it "
+        "writable, then rerun the same command: every finished model call is kept in "
+        f"{STORE_FILE}"
+    )
 
 
 def _as_completion(p: Prompt, text: str) -> str | list[dict]:
@@ -284,6 +447,28 @@ def _revisions(policy, critic, constitution, p: Prompt, config: RunConfig):
         )
         for response in _distinct(_responses(policy, p, config))
     ]
+
+
+def _retries(*backends) -> Counter:
+    """Retried requests so far of the distinct server backends among ``backends``."""
+    total: Counter = Counter()
+    for b in {id(b): b for b in backends}.values():
+        total.update(getattr(b, "retries", {}))
+    return total
+
+
+def _label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunConfig) -> list:
+    """(prompt, a, b, pair_type) of every pair to label, in prompt order."""
+    threads = stage_concurrency(config.concurrency, config.policy, config.judge)
+    per_prompt = ordered_map(
+        lambda p: [
+            (p, a, b, pair_type)
+            for a, b, pair_type in _pairs(policy, critic, judge, constitution, p, config)
+        ],
+        prompts,
+        threads,
+    )
+    return [job for jobs in per_prompt for job in jobs]
 
 
 def _pairs(policy, critic, judge: Judge, constitution, p: Prompt, config: RunConfig):
@@ -350,7 +535,9 @@ def _versions() -> dict:
     return out
 
 
-def _run_info(config, prompts, prompts_path, constitution, policy, judge) -> dict:
+def _run_info(
+    config, prompts, prompts_path, constitution, policy, judge, prices, budget=None
+) -> dict:
     config_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     tokens = {
         role: {"prompt": b.prompt_tokens_total, "completion": b.completion_tokens_total}
@@ -358,11 +545,10 @@ def _run_info(config, prompts, prompts_path, constitution, policy, judge) -> dic
     }
     prompt_tokens = sum(t["prompt"] for t in tokens.values())
     completion_tokens = sum(t["completion"] for t in tokens.values())
-    cost = (prompt_tokens * config.price_in + completion_tokens * config.price_out) / 1e6
-    judge_cost = (
-        tokens["judge"]["prompt"] * config.price_in
-        + tokens["judge"]["completion"] * config.price_out
-    ) / 1e6
+    role_prices = {"policy": prices.price(config.policy), "judge": prices.price(config.judge)}
+    role_cost = {r: role_prices[r].cost(t["prompt"], t["completion"]) for r, t in tokens.items()}
+    cost = sum(role_cost.values())
+    judge_cost = role_cost["judge"]
     return {
         "config": config_dict,
         "prompts_file": str(prompts_path),
@@ -384,9 +570,18 @@ def _run_info(config, prompts, prompts_path, constitution, policy, judge) -> dic
             "by_role": tokens,
             "kv_cache_reused_this_invocation": policy.reused_tokens + judge.reused_tokens,
         },
-        "price_per_million": {"input": config.price_in, "output": config.price_out},
+        "price_per_million": {
+            role: {"input": p.input, "output": p.output} for role, p in role_prices.items()
+        },
         "cost": round(cost, 8),
         "judge_cost": round(judge_cost, 8),
+        "budget": None
+        if budget is None
+        else {
+            "max_cost": budget.max_cost,
+            "spent_this_invocation": round(budget.spent_now, 8),
+            "spent_in_all": round(budget.spent, 8),
+        },
     }
 
 
@@ -397,4 +592,4 @@ def finish_cost_per_label(info: dict) -> None:
     info["judge_cost_per_label"] = round(info["judge_cost"] / labels, 8) if labels else None
 
 
-__all__ = ["RunConfig", "RunResult", "run", "RUN_JSON"]
+__all__ = ["RunConfig", "RunResult", "run", "estimate", "RUN_JSON"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,23 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_reviews(db: sqlite3.Connection) -> None:
+    # Human review decisions (rlaif review): append-only, the latest row of an item counts.
+    db.execute(
+        "CREATE TABLE reviews ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " item_id TEXT NOT NULL,"
+        " reviewer TEXT NOT NULL,"
+        " created REAL NOT NULL,"
+        " choice TEXT NOT NULL,"
+        " winner TEXT,"
+        " comment TEXT NOT NULL,"
+        " shown TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX reviews_item ON reviews (item_id, id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_reviews]
 
 
 def call_key(model_id: str, kind: str, template_version: str, payload: dict) -> str:
@@ -47,15 +64,25 @@ def call_key(model_id: str, kind: str, template_version: str, payload: dict) -> 
 
 
 class Store:
-    """An SQLite file of cached model-call results and run metadata."""
+    """An SQLite file of cached model-call results and run metadata.
+
+    One store may be used from several threads (a run labelling pairs concurrently): the
+    connection is shared and every statement runs under ``lock``.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.lock = threading.RLock()
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+        except sqlite3.OperationalError as e:  # a full disk, a read-only or locked file
+            raise RunError(
+                f"{self.path}: cannot write the store ({e}); free disk space or make the "
+                "directory writable, then rerun the same command"
+            ) from e
         except sqlite3.DatabaseError as e:
             raise RunError(
                 f"{self.path}: not a usable rlaif store ({e}); choose another --out directory"
@@ -79,32 +106,44 @@ class Store:
     # -- calls ------------------------------------------------------------------------------
     def get(self, key: str) -> dict | None:
         """The stored result of a call, or None."""
-        row = self.db.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, kind: str, model: str, result: dict) -> None:
-        """Store a call's result, committed at once; an existing key is left as it is."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO calls (key, kind, model, result, created) VALUES (?,?,?,?,?)",
-            (key, kind, model, json.dumps(result, ensure_ascii=False), time.time()),
-        )
+    def put(self, key: str, kind: str, model: str, result: dict) -> bool:
+        """Store a call's result, committed at once; an existing key is left as it is.
+
+        Returns whether the result was new (False: the key was already stored).
+        """
+        with self.lock:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO calls (key, kind, model, result, created)"
+                " VALUES (?,?,?,?,?)",
+                (key, kind, model, json.dumps(result, ensure_ascii=False), time.time()),
+            )
+            return cursor.rowcount == 1
 
     def count(self, kind: str | None = None) -> int:
         """Number of stored call results (of one kind, if given)."""
-        if kind is None:
-            return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
+        with self.lock:
+            if kind is None:
+                return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            query = "SELECT COUNT(*) FROM calls WHERE kind = ?"
+            return self.db.execute(query, (kind,)).fetchone()[0]
 
     # -- metadata ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         """A metadata value, or None."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a metadata value."""
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         """Close the database."""
-        self.db.close()
+        with self.lock:
+            self.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -19,6 +20,9 @@ class CachedBackend(Backend):
     is returned exactly as it was first stored, so a resumed or repeated run rebuilds
     identical records. ``cached_tokens`` (KV-cache reuse) depends on
     what the model evaluated before and is therefore reported as zero for a stored result.
+
+    Calls may come from several threads at once; when two make the same call, the result
+    stored first is the one both return.
     """
 
     def __init__(self, inner: Backend, store: Store) -> None:
@@ -34,17 +38,32 @@ class CachedBackend(Backend):
         #: prompt tokens the model took from its KV cache in this process (fresh calls only)
         self.reused_tokens = 0
         self._seen: set[str] = set()
+        self._lock = threading.Lock()
 
     def _count(self, key: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        if cached:
-            self.cached_calls += 1
-        else:
-            self.model_calls += 1
-        self.prompt_tokens_total += prompt_tokens
-        self.completion_tokens_total += completion_tokens
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            if cached:
+                self.cached_calls += 1
+            else:
+                self.model_calls += 1
+            self.prompt_tokens_total += prompt_tokens
+            self.completion_tokens_total += completion_tokens
+
+    def _put(self, key: str, kind: str, result: dict) -> tuple[dict, bool]:
+        """Store a fresh result; (the result stored, whether it was this one)."""
+        if self.store.put(key, kind, self.model_id, result):
+            return result, True
+        return self.store.get(key) or result, False  # another thread stored this call first
+
+    def record(self, key: str, kind: str, result: dict) -> None:
+        """Store and count a result made elsewhere (by a Ray worker) for this backend's model."""
+        stored, fresh = self._put(key, kind, result)
+        self._count(
+            key, stored.get("prompt_tokens", 0), stored.get("completion_tokens", 0), not fresh
+        )
 
     def generate(
         self,
@@ -69,8 +88,9 @@ class CachedBackend(Backend):
         gen = self.inner.generate(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed
         )
-        self.store.put(key, "generate", self.model_id, asdict(gen))
-        self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=False)
+        stored, fresh = self._put(key, "generate", asdict(gen))
+        gen = Generation(**stored)
+        self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=not fresh)
         return gen
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
@@ -83,9 +103,12 @@ class CachedBackend(Backend):
             self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=True)
             return scores
         scores = self.inner.choice_logprobs(messages, choices)
-        self.store.put(key, "choice_logprobs", self.model_id, asdict(scores))
-        self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=False)
-        self.reused_tokens += scores.cached_tokens
+        stored, fresh = self._put(key, "choice_logprobs", asdict(scores))
+        if not fresh:
+            scores = ChoiceScores(**{**stored, "cached_tokens": 0})
+        self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=not fresh)
+        with self._lock:
+            self.reused_tokens += scores.cached_tokens
         return scores
 
     def close(self) -> None:

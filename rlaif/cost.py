@@ -1,0 +1,359 @@
+"""What model calls cost: a price table per model, the spend recorded in a run store, and the
+dry-run estimate of a run's tokens and dollars before any model is called.
+
+Prices are dollars per million input and output tokens. A price file (YAML or JSON) maps a
+model string, or the bare model name of an ``openai:`` string, to its prices::
+
+    openai:gpt-4o-mini@https://api.openai.com/v1: {input: 0.15, output: 0.60}
+    gpt-4o-mini: {input: 0.15, output: 0.60}      # any openai:gpt-4o-mini@URL
+
+A model the file does not name costs ``--price-in`` / ``--price-out`` (both 0 by default: local
+models are free). Token counts of real calls come from the backend: the server's ``usage`` for
+``openai:`` models, llama.cpp's own count for local ones.
+
+The estimate counts the tokens of the real templates filled with the run's real prompts. A
+response, critique or rationale that does not exist yet counts as long as it may be
+(``max_tokens``), and each template is filled with its longest principle, so the estimate is
+an upper bound. Local models are counted with their own tokenizer and chat template; an
+``openai:`` (or ``hf:``) model's tokenizer is not at hand, so it is counted with the embedded
+SmolLM2 tokenizer and its chat template (ChatML) as a proxy (BPE tokenizers of English text
+agree to within about 10-20%).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rlaif import templates
+from rlaif.backends import parse_model_spec
+from rlaif.backends.base import Messages
+from rlaif.constitution import Constitution
+from rlaif.errors import InputError
+
+#: characters per token of the budget's quick estimate before a call; SmolLM2's tokenizer
+#: averages 3.98 on the judge templates, so 3 over-counts (the check errs towards stopping)
+CHARS_PER_TOKEN = 3.0
+#: tokens a chat template adds per message (role markers), for the quick estimate
+MESSAGE_OVERHEAD_TOKENS = 8
+#: output tokens of a choice-scoring call: one token, or a short verdict on servers
+#: without log-probabilities (the openai backend asks for at most 8)
+CHOICE_OUTPUT_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class Price:
+    """Dollars per million input and output tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Dollars for these token counts."""
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+
+@dataclass
+class PriceTable:
+    """Prices per model string, with one default for every model not named."""
+
+    entries: dict[str, Price] = field(default_factory=dict)
+    default: Price = Price()
+
+    def price(self, model_id: str) -> Price:
+        """The price of a model: its own entry, its bare ``openai:`` name's, or the default."""
+        if model_id in self.entries:
+            return self.entries[model_id]
+        if model_id.startswith("openai:"):
+            name = model_id.removeprefix("openai:").partition("@")[0]
+            if name in self.entries:
+                return self.entries[name]
+        return self.default
+
+    def is_free(self, model_ids: list[str]) -> bool:
+        """Whether every one of these models costs nothing."""
+        return all(self.price(m) == Price() for m in model_ids)
+
+
+def load_price_table(
+    path: str | Path | None, default_in: float = 0.0, default_out: float = 0.0
+) -> PriceTable:
+    """Read a price file (YAML or JSON); ``None`` gives only the default prices."""
+    table = PriceTable(default=Price(default_in, default_out))
+    if path is None:
+        return table
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such price file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the price file ({e})") from e
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        mark = getattr(e, "problem_mark", None)  # YAML's position; JSON's is lineno
+        lineno = mark.line + 1 if mark is not None else getattr(e, "lineno", None)
+        line = f":{lineno}" if lineno else ""
+        raise InputError(f"{path}{line}: not valid YAML/JSON ({' '.join(str(e).split())})") from e
+    if not isinstance(data, dict) or not data:
+        raise InputError(
+            f"{path}: a price file maps model strings to {{input: N, output: N}} "
+            "(dollars per million tokens)"
+        )
+    for model, entry in data.items():
+        if not isinstance(entry, dict):
+            raise InputError(f"{path}: {model}: write {{input: N, output: N}}, not {entry!r}")
+        unknown = set(entry) - {"input", "output"}
+        if unknown:
+            raise InputError(
+                f"{path}: {model}: unknown field {sorted(unknown)[0]!r}; "
+                "the fields are input and output"
+            )
+        values = {}
+        for name in ("input", "output"):
+            value = entry.get(name, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InputError(
+                    f"{path}: {model}: {name} must be a number >= 0 (dollars per million "
+                    f"tokens), not {value!r}"
+                )
+            values[name] = float(value)
+        table.entries[str(model)] = Price(**values)
+    return table
+
+
+def stored_spend(db_path: str | Path, prices: PriceTable) -> tuple[int, float]:
+    """(calls, dollars) of every call result kept in a run store, at today's prices.
+
+    Every stored result was paid for once; reading the store read-only makes this safe while
+    the store is in use and on a store this process must not change.
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        return 0, 0.0
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute(
+            "SELECT model, COUNT(*), SUM(json_extract(result, '$.prompt_tokens')),"
+            " SUM(json_extract(result, '$.completion_tokens')) FROM calls GROUP BY model"
+        ).fetchall()
+    except sqlite3.Error:
+        return 0, 0.0
+    finally:
+        db.close()
+    calls = sum(r[1] for r in rows)
+    dollars = sum(prices.price(m).cost(int(pi or 0), int(po or 0)) for m, _, pi, po in rows)
+    return calls, dollars
+
+
+def quick_input_tokens(messages: Messages) -> int:
+    """A fast over-estimate of a call's input tokens (characters / 3 + role markers)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * (len(messages) + 1)
+
+
+# -- the dry run -----------------------------------------------------------------------------
+
+
+class TokenCounter:
+    """Counts the tokens of chat messages with a GGUF model's tokenizer and chat template.
+
+    Opens the file with ``vocab_only`` (no weights, a fraction of a second). ``exact`` is
+    False when the file is a proxy for a model whose own tokenizer is not at hand.
+    """
+
+    def __init__(self, spec: str) -> None:
+        import llama_cpp
+        from llama_cpp import llama_chat_format
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        from rlaif.backends.llamacpp import embedded_model_path
+
+        kind, arg = parse_model_spec(spec)
+        self.exact = kind == "llamacpp"
+        path = Path(arg) if kind == "llamacpp" and arg != "smollm2" else embedded_model_path()
+        self.name = path.name
+        # llama.cpp warns on stderr that a vocabulary-only model has no context length
+        with suppress_stdout_stderr(disable=False):
+            self.llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        model = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        self._formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=self.llm.metadata.get("tokenizer.chat_template") or _CHATML,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    def count(self, messages: Messages) -> int:
+        """Input tokens of these messages plus the assistant header."""
+        result = self._formatter(messages=messages)
+        return len(
+            self.llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+        )
+
+    def close(self) -> None:
+        """Free the tokenizer."""
+        self.llm.close()
+
+
+_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}<|im_start|>assistant\n"
+)
+
+
+@dataclass
+class StageEstimate:
+    """Upper bounds of one stage's calls to one model."""
+
+    stage: str
+    model: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass
+class RunEstimate:
+    """What a run may spend, per stage, before any model is called."""
+
+    stages: list[StageEstimate]
+    #: how tokens were counted, per model
+    tokenizers: dict[str, str]
+    #: calls already in the run store (answered free on resume) and their cost
+    stored_calls: int = 0
+    stored_cost: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        """Model calls at most."""
+        return sum(s.calls for s in self.stages)
+
+    @property
+    def input_tokens(self) -> int:
+        """Input tokens at most."""
+        return sum(s.input_tokens for s in self.stages)
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens at most."""
+        return sum(s.output_tokens for s in self.stages)
+
+    @property
+    def cost(self) -> float:
+        """Dollars at most."""
+        return sum(s.cost for s in self.stages)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict, totals included."""
+        return {
+            "stages": [vars(s) for s in self.stages],
+            "tokenizers": self.tokenizers,
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": round(self.cost, 8),
+            "stored_calls": self.stored_calls,
+            "stored_cost": round(self.stored_cost, 8),
+        }
+
+
+def estimate_run(config, prompts: list, constitution: Constitution, prices: PriceTable):
+    """Upper bounds of a run's calls, tokens and dollars per stage; no model is called.
+
+    ``config`` is a :class:`rlaif.pipeline.RunConfig`, ``prompts`` the loaded prompts.
+    """
+    from rlaif.critique import CRITIQUE_MAX_TOKENS
+
+    counters: dict[str, TokenCounter] = {}
+    try:
+        for spec in (config.policy, config.judge):
+            if spec not in counters:
+                counters[spec] = TokenCounter(spec)
+        policy, judge = counters[config.policy], counters[config.judge]
+        m, crit_m, cot_m = config.max_tokens, CRITIQUE_MAX_TOKENS, _cot_max_tokens()
+        n, rounds = config.n_responses, config.revision_rounds
+        principles = constitution.principles
+        stages = {
+            "generate": StageEstimate("generate", config.policy),
+            "critique": StageEstimate("critique", config.judge),
+            "revise": StageEstimate("revise", config.policy),
+            "label": StageEstimate("label", config.judge),
+        }
+
+        def add(stage: str, calls: int, input_tokens: int, output_tokens: int) -> None:
+            s = stages[stage]
+            s.calls += calls
+            s.input_tokens += calls * input_tokens
+            s.output_tokens += calls * output_tokens
+
+        def longest(counter: TokenCounter, template, *texts: str) -> int:
+            return max(counter.count(template(*texts, pr)) for pr in principles)
+
+        for p in prompts:
+            add("generate", n, policy.count(templates.policy_messages(p.chat())), m)
+            if rounds:
+                crit_in = longest(judge, templates.critique_messages, p.text, "")
+                rev_in = longest(policy, templates.revise_messages, p.text, "", "")
+                add("critique", n * rounds, crit_in + m, crit_m)
+                add("revise", n * rounds, rev_in + m + crit_m, m)
+            # pointwise scores: one call per distinct response, cached by the judge
+            scored = n if config.pairs == "best-worst" and n >= 2 else 0
+            pairs = math.comb(n, 2) if config.pairs == "all" else int(n >= 2)
+            revision_pairs = n if rounds else 0
+            label_pairs = 0 if config.mode == "pointwise" else pairs + revision_pairs
+            if config.mode == "pointwise":
+                scored += n + revision_pairs
+            if scored:
+                one = longest(judge, templates.pointwise_messages, p.text, "")
+                add("label", scored, one + m, CHOICE_OUTPUT_TOKENS)
+            if label_pairs and config.cot:
+                reason = longest(judge, templates.compare_cot_messages, p.text, "", "")
+                verdict = longest(judge, _cot_verdict_messages, p.text, "", "")
+                add("label", 2 * label_pairs, reason + 2 * m, cot_m)
+                add("label", 2 * label_pairs, verdict + 2 * m + cot_m, CHOICE_OUTPUT_TOKENS)
+            elif label_pairs:
+                both = longest(judge, templates.compare_messages, p.text, "", "")
+                add("label", 2 * label_pairs, both + 2 * m, CHOICE_OUTPUT_TOKENS)
+        for s in stages.values():
+            s.cost = prices.price(s.model).cost(s.input_tokens, s.output_tokens)
+        tokenizers = {
+            spec: (
+                f"{c.name} (the model's own tokenizer)"
+                if c.exact
+                else f"{c.name} (a proxy: this model's own tokenizer is not at hand)"
+            )
+            for spec, c in counters.items()
+        }
+    finally:
+        for c in counters.values():
+            c.close()
+    stored_calls, stored_cost = stored_spend(Path(config.out) / "store.sqlite", prices)
+    return RunEstimate(
+        stages=[s for s in stages.values() if s.calls],
+        tokenizers=tokenizers,
+        stored_calls=stored_calls,
+        stored_cost=stored_cost,
+    )
+
+
+def _cot_verdict_messages(prompt: str, first: str, second: str, principle) -> Messages:
+    reasoning = templates.compare_cot_messages(prompt, first, second, principle)
+    return templates.cot_verdict_messages(reasoning, "")
+
+
+def _cot_max_tokens() -> int:
+    import inspect
+
+    from rlaif.compare import Judge
+
+    return inspect.signature(Judge).parameters["cot_max_tokens"].default
