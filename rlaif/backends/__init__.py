@@ -6,6 +6,8 @@
 ``llamacpp:PATH``          any GGUF file, run by llama-cpp-python
 ``openai:MODEL@BASE_URL``  any OpenAI-compatible ``/v1`` server; ``openai:MODEL`` takes the
                            URL from ``OPENAI_BASE_URL``; the key from ``OPENAI_API_KEY``
+``hf:DIR``                 a local Hugging Face checkpoint directory (e.g. one ``rlaif train``
+                           wrote), run by transformers
 =========================  ==============================================================
 """
 
@@ -26,7 +28,7 @@ __all__ = [
     "VALID_SPECS",
 ]
 
-VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL"
+VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL, hf:DIR"
 
 _OPEN: dict[str, Backend] = {}
 
@@ -37,10 +39,14 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     if spec == "smollm2":
         return "llamacpp", "smollm2"
     kind, sep, arg = spec.partition(":")
-    if not sep or not arg or kind not in ("llamacpp", "openai"):
+    if not sep or not arg or kind not in ("llamacpp", "openai", "hf"):
         raise ModelSpecError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
     if kind == "llamacpp" and not Path(arg).is_file():
         raise ModelSpecError(f"{spec}: no such GGUF file {arg!r}; valid forms: {VALID_SPECS}")
+    if kind == "hf":
+        from rlaif.train.models import check_checkpoint
+
+        check_checkpoint(Path(arg).expanduser(), spec)
     return kind, arg
 
 
@@ -59,6 +65,10 @@ def load_backend(spec: str | Backend) -> Backend:
 
         path = embedded_model_path() if arg == "smollm2" else Path(arg)
         backend: Backend = LlamaCppBackend(path, model_id=spec)
+    elif kind == "hf":
+        from rlaif.backends.hf import TransformersBackend
+
+        backend = TransformersBackend(spec, model_id=spec)
     else:
         from rlaif.backends.openai_compat import OpenAIBackend
 

@@ -1,0 +1,359 @@
+"""Iterative RLAIF: generate -> label -> DPO -> evaluate, round after round.
+
+Round i, in ``OUT/round-i/``:
+
+1. ``run/``: the main job (:mod:`rlaif.pipeline`) on this round's prompts, answered by the
+   current policy and labelled by the judge (``preferences.jsonl``);
+2. ``policy/``: DPO (:mod:`rlaif.train.dpo`) from the current policy on those labels;
+3. ``winrate/``: the new policy against the current one on held-out prompts
+   (:mod:`rlaif.evaluate.winrate`).
+
+The policy of round i is the baseline of round i+1 (the self-rewarding-style iteration).
+Round 1 compares like with like: a start from ``smollm2`` is evaluated against its converted
+checkpoint (``hf:...``), the same weights through the same backend, so only DPO differs.
+
+Each round takes a different slice of the training prompts (they wrap around when the pool
+is used up); the held-out prompts are never trained on: ``--eval-prompts FILE``, or else the
+last ``eval_n`` prompts of the pool are set aside.
+
+Every stage is resumable and skipped once complete (``run.json``, a checkpoint, a
+``metrics.json``), so the same command continues a killed loop, and a larger ``--rounds``
+extends a finished one. ``loop.json`` and ``rounds.md`` (the table of win rates) are rewritten
+at the end of every invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rlaif.errors import InputError, RunError
+from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
+
+LOOP_FILE = "loop.json"
+TABLE_FILE = "rounds.md"
+EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
+
+
+@dataclass
+class LoopConfig:
+    """Sizes and models of an iterative loop; defaults sized for the embedded model on a CPU."""
+
+    out: Path
+    rounds: int = 2
+    #: the starting policy: smollm2 or hf:DIR (DPO needs a transformers checkpoint)
+    policy: str = "smollm2"
+    judge: str = "smollm2"
+    constitution: str = "default"
+    #: training prompts (None: the built-in 32)
+    prompts: str | None = None
+    #: held-out prompts (None: the last ``eval_n`` of ``prompts`` are set aside)
+    eval_prompts: str | None = None
+    prompts_per_round: int = 8
+    eval_n: int = 8
+    n_responses: int = 2
+    revision_rounds: int = 0
+    #: longest response when generating training data
+    max_tokens: int = 64
+    temperature: float = 0.8
+    dpo_steps: int = 8
+    dpo_batch_size: int = 2
+    dpo_learning_rate: float = 5e-6
+    dpo_beta: float = 0.1
+    min_margin: float = 0.0
+    weighting: str = "confidence"
+    lora: bool = False
+    #: longest answer in the win-rate evaluation
+    eval_max_tokens: int = 64
+    tie_margin: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for name in (
+            "rounds",
+            "prompts_per_round",
+            "eval_n",
+            "n_responses",
+            "max_tokens",
+            "dpo_steps",
+            "dpo_batch_size",
+            "eval_max_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.revision_rounds < 0:
+            raise ValueError(f"revision_rounds must be >= 0, not {self.revision_rounds}")
+        if self.n_responses < 2 and self.revision_rounds == 0:
+            raise ValueError("n_responses=1 with revision_rounds=0 forms no pair to train on")
+
+    def identity(self) -> dict:
+        """What makes a loop directory this loop (everything but the number of rounds)."""
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        d.pop("rounds")
+        d.pop("out")
+        for key in ("prompts", "eval_prompts"):
+            if d[key]:
+                d[key + "_sha256"] = file_sha256(d[key])
+        return d
+
+
+#: called with one line saying what the loop does next
+LogFn = Callable[[str], None]
+
+
+def split_prompts(config: LoopConfig) -> tuple[list[Prompt], list[Prompt]]:
+    """(training pool, held-out prompts); InputError when the pool would be empty."""
+    pool = load_prompts(config.prompts or builtin_prompts_path())
+    if config.eval_prompts:
+        held = load_prompts(config.eval_prompts, limit=config.eval_n)
+        held_texts = {p.text for p in held}
+        pool = [p for p in pool if p.text not in held_texts]
+    else:
+        if len(pool) <= config.eval_n:
+            raise InputError(
+                f"{config.prompts or 'the built-in prompts'}: {len(pool)} prompts; setting "
+                f"aside --eval-n {config.eval_n} for evaluation leaves none to train on"
+            )
+        pool, held = pool[: -config.eval_n], pool[-config.eval_n :]
+    if not pool:
+        raise InputError("every training prompt is also a held-out prompt; nothing to train on")
+    return pool, held
+
+
+def round_prompts(pool: list[Prompt], round_no: int, per_round: int) -> list[Prompt]:
+    """Round ``round_no``'s slice of the pool (1-based), wrapping around when it runs out."""
+    start = (round_no - 1) * per_round
+    n = min(per_round, len(pool))
+    return [pool[(start + j) % len(pool)] for j in range(n)]
+
+
+def _prompt_record(p: Prompt) -> dict:
+    rec: dict = {"id": p.id}
+    if p.is_chat:
+        rec["messages"] = p.chat()
+    else:
+        rec["prompt"] = p.text
+    if p.category:
+        rec["category"] = p.category
+    return rec
+
+
+def _write_prompts(path: Path, prompts: list[Prompt]) -> None:
+    """Write a prompts file once; RunError if one with other prompts is already there."""
+    text = "".join(json.dumps(_prompt_record(p), ensure_ascii=False) + "\n" for p in prompts)
+    if path.exists():
+        if path.read_text(encoding="utf-8") != text:
+            raise RunError(f"{path}: holds other prompts than this loop's; choose a new --out")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _open_loop_dir(config: LoopConfig) -> None:
+    out = config.out
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a directory; choose another --out")
+    marker = out / LOOP_FILE
+    identity = config.identity()
+    if marker.exists():
+        old = json.loads(marker.read_text(encoding="utf-8")).get("identity", {})
+        if old != identity:
+            diff = ", ".join(
+                f"{k}: {old.get(k)!r} -> {identity.get(k)!r}"
+                for k in sorted(set(old) | set(identity))
+                if old.get(k) != identity.get(k)
+            )
+            raise RunError(f"{out}: holds a different loop ({diff}); choose a new --out")
+    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise RunError(f"{out}: not empty and not an rlaif loop directory; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        _write_json(marker, {"identity": identity, "rounds": []})
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_loop(
+    config: LoopConfig, *, show_progress: bool = True, log: LogFn | None = None
+) -> list[dict]:
+    """Run (or continue) the loop; write ``loop.json`` and ``rounds.md``; return one row a round."""
+    from rlaif.backends import parse_model_spec
+    from rlaif.constitution import load_constitution
+    from rlaif.train.models import is_checkpoint, resolve_checkpoint
+
+    log = log or (lambda line: None)
+    # Everything that can be wrong with the input is found before any model is loaded.
+    pool, held = split_prompts(config)
+    load_constitution(config.constitution)
+    parse_model_spec(config.judge)
+    if config.policy != "smollm2":
+        resolve_checkpoint(config.policy)
+    _open_loop_dir(config)
+    eval_path = config.out / EVAL_PROMPTS_FILE
+    _write_prompts(eval_path, held)
+
+    start = config.policy
+    if start == "smollm2":
+        log("converting the embedded model to a transformers checkpoint (once, then cached)")
+        baseline = f"hf:{resolve_checkpoint('smollm2')}"
+    else:
+        baseline = start
+    generator = start  # answers the round's prompts: the GGUF itself in round 1 (faster)
+    rows = []
+    for i in range(1, config.rounds + 1):
+        rd = config.out / f"round-{i}"
+        prompts_path = rd / "prompts.jsonl"
+        _write_prompts(prompts_path, round_prompts(pool, i, config.prompts_per_round))
+        run_info = _stage_run(config, rd, prompts_path, generator, i, show_progress, log)
+        policy_dir = rd / "policy"
+        if is_checkpoint(policy_dir):
+            log(f"round {i}: DPO done before ({policy_dir})")
+            train_info = _read_json(policy_dir / "train.json")
+        else:
+            log(f"round {i}: DPO from {baseline} on {rd / 'run' / 'preferences.jsonl'}")
+            train_info = _stage_dpo(config, rd, baseline, i, show_progress)
+        policy = f"hf:{policy_dir}"
+        metrics = _stage_winrate(config, rd, policy, baseline, eval_path, show_progress, log, i)
+        rows.append(_row(i, policy, baseline, run_info, train_info, metrics))
+        baseline = generator = policy
+    _write_json(config.out / LOOP_FILE, {"identity": config.identity(), "rounds": rows})
+    (config.out / TABLE_FILE).write_text(rounds_table(rows) + "\n", encoding="utf-8")
+    return rows
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _stage_run(config, rd: Path, prompts_path: Path, policy: str, i: int, show, log) -> dict:
+    from rlaif.pipeline import RunConfig, run
+
+    done = rd / "run" / "run.json"
+    if done.is_file():
+        log(f"round {i}: labelled data done before ({done.parent})")
+        return _read_json(done)
+    log(f"round {i}: generate with {policy}, label with {config.judge}")
+    result = run(
+        RunConfig(
+            out=rd / "run",
+            prompts=str(prompts_path),
+            policy=policy,
+            judge=config.judge,
+            constitution=config.constitution,
+            n_responses=config.n_responses,
+            revision_rounds=config.revision_rounds,
+            seed=config.seed,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+        ),
+        show_progress=show,
+    )
+    return result.info
+
+
+def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
+    from rlaif.train.dpo import DPOSettings, train_dpo
+
+    data = rd / "run" / "preferences.jsonl"
+    try:
+        return train_dpo(
+            DPOSettings(
+                data=str(data),
+                out=rd / "policy",
+                model=model,
+                max_steps=config.dpo_steps,
+                batch_size=config.dpo_batch_size,
+                learning_rate=config.dpo_learning_rate,
+                beta=config.dpo_beta,
+                min_margin=config.min_margin,
+                weighting=config.weighting,
+                lora=config.lora,
+                seed=config.seed,
+            ),
+            show_progress=show,
+        )
+    except InputError as e:
+        raise RunError(
+            f"round {i}: no usable training pairs ({e}); raise --prompts-per-round or "
+            "--n-responses, or lower --min-margin"
+        ) from e
+
+
+def _stage_winrate(config, rd, policy, baseline, eval_path, show, log, i) -> dict:
+    from rlaif.evaluate.winrate import WinrateConfig, load_metrics, run_winrate_with_progress
+
+    out = rd / "winrate"
+    metrics = load_metrics(out)
+    if metrics and metrics.get("policy") == policy and metrics.get("baseline") == baseline:
+        log(f"round {i}: win rate done before ({out})")
+        return metrics
+    log(f"round {i}: win rate of {policy} against {baseline}")
+    return run_winrate_with_progress(
+        WinrateConfig(
+            policy=policy,
+            baseline=baseline,
+            out=out,
+            prompts=str(eval_path),
+            judge=config.judge,
+            constitution=config.constitution,
+            seed=config.seed,
+            max_tokens=config.eval_max_tokens,
+            tie_margin=config.tie_margin,
+        ),
+        show_progress=show,
+    )
+
+
+def _row(i, policy, baseline, run_info, train_info, m) -> dict:
+    counts = run_info.get("counts", {})
+    return {
+        "round": i,
+        "policy": policy,
+        "baseline": baseline,
+        "pairs": counts.get("preferences"),
+        "low_margin": counts.get("low_margin"),
+        "mean_margin": (run_info.get("stats") or {}).get("mean_margin"),
+        "dpo_steps": train_info.get("steps"),
+        "dpo_final_loss": train_info.get("final_loss"),
+        "n": m["n"],
+        "wins": m["wins"],
+        "losses": m["losses"],
+        "ties": m["ties"],
+        "unreadable": m["unreadable"],
+        "win_rate": m["win_rate"],
+        "win_rate_ci": m["win_rate_ci"],
+        "soft_win_rate": m["soft_win_rate"],
+    }
+
+
+def rounds_table(rows: list[dict]) -> str:
+    """A markdown table of the rounds: data, DPO loss, win rate against the previous policy."""
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def num(x, fmt="{:.4f}"):
+        return "-" if x is None else fmt.format(x)
+
+    lines = [
+        "| round | pairs | DPO loss | win rate | 95% CI | W / L / T | n | soft win rate |",
+        "|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for r in rows:
+        ci = r["win_rate_ci"]
+        lines.append(
+            f"| {r['round']} | {num(r['pairs'], '{}')} | {num(r['dpo_final_loss'])} "
+            f"| {pct(r['win_rate'])} | {'-' if ci is None else f'{pct(ci[0])} - {pct(ci[1])}'} "
+            f"| {r['wins']} / {r['losses']} / {r['ties']} | {r['n']} | {pct(r['soft_win_rate'])} |"
+        )
+    return "\n".join(lines)

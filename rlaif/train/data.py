@@ -1,0 +1,155 @@
+"""Preference pairs for training: ``preferences.jsonl`` read with its soft labels, and split.
+
+A record holds ``prompt`` (text, or a chat message list), ``chosen`` and ``rejected`` (text, or
+one assistant message each: TRL's conversational form) and ``p_chosen``, the judge's
+probability that ``chosen`` is the better response. A file without ``p_chosen`` anywhere
+(human-labelled TRL data) is read as hard labels, ``p_chosen = 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlaif.errors import InputError
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One labelled pair; ``p_chosen`` is the probability that ``chosen`` is better."""
+
+    prompt: str | list[dict]
+    chosen: str | list[dict]
+    rejected: str | list[dict]
+    p_chosen: float
+    #: groups pairs of the same prompt (``prompt_id`` when given, else a hash of the prompt)
+    group: str
+    line: int
+
+    @property
+    def margin(self) -> float:
+        """|p_chosen - 0.5|: how sure the judge was."""
+        return abs(self.p_chosen - 0.5)
+
+    def messages(self, side: str) -> list[dict]:
+        """The chat messages prompt + ``chosen`` or ``rejected`` (for a reward model)."""
+        prompt = self.prompt
+        msgs = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        answer = self.chosen if side == "chosen" else self.rejected
+        msgs += answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}]
+        return msgs
+
+    def to_trl(self) -> dict:
+        """The record as TRL's DPOTrainer reads it, with ``p_chosen`` kept."""
+        return {
+            "prompt": self.prompt,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "p_chosen": self.p_chosen,
+        }
+
+
+def _check_messages(value, where: str, field: str) -> None:
+    ok = isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in value
+    )
+    if not ok or not value:
+        raise InputError(
+            f"{where}: field {field!r} must be text or a non-empty list of "
+            '{"role": ..., "content": ...} messages'
+        )
+
+
+def read_preferences(path: str | Path) -> list[PreferencePair]:
+    """Every pair of a preferences JSONL file; InputError naming the line of a bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such preferences file (rlaif run writes preferences.jsonl)")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the preferences file ({e})") from e
+    pairs: list[PreferencePair] = []
+    soft = None  # whether the file carries p_chosen; must be the same on every line
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not valid JSON ({e.msg})") from e
+        if not isinstance(rec, dict):
+            raise InputError(f"{where}: a record must be a JSON object")
+        for field in ("prompt", "chosen", "rejected"):
+            value = rec.get(field)
+            if value is None:
+                raise InputError(f"{where}: missing field {field!r} (TRL preference format)")
+            if not isinstance(value, str):
+                _check_messages(value, where, field)
+            elif not value.strip():
+                raise InputError(f"{where}: field {field!r} is empty")
+        has_p = "p_chosen" in rec
+        if soft is None:
+            soft = has_p
+        elif soft != has_p:
+            raise InputError(
+                f"{where}: 'p_chosen' is {'missing' if soft else 'present'} here but "
+                f"{'present' if soft else 'missing'} on earlier lines; label every pair or none"
+            )
+        p = rec.get("p_chosen", 1.0)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise InputError(f"{where}: field 'p_chosen' must be a number in [0, 1], not {p!r}")
+        if math.isnan(p):
+            raise InputError(f"{where}: field 'p_chosen' is NaN")
+        group = rec.get("prompt_id")
+        if not isinstance(group, str) or not group:
+            text = json.dumps(rec["prompt"], sort_keys=True, ensure_ascii=False)
+            group = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        pairs.append(
+            PreferencePair(
+                prompt=rec["prompt"],
+                chosen=rec["chosen"],
+                rejected=rec["rejected"],
+                p_chosen=float(p),
+                group=group,
+                line=n,
+            )
+        )
+    if not pairs:
+        raise InputError(f"{path}: no preference pairs in the file")
+    return pairs
+
+
+def split_pairs(
+    pairs: list[PreferencePair], held_out: float, seed: int = 0
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held-out) split by prompt, so no prompt is on both sides; deterministic.
+
+    About ``held_out`` of the prompts go to the held-out side (at least one prompt when there
+    are two or more and ``held_out > 0``).
+    """
+    if not 0.0 <= held_out < 1.0:
+        raise ValueError(f"held_out must be in [0, 1), not {held_out}")
+    groups = sorted({p.group for p in pairs})
+    if held_out == 0.0 or len(groups) < 2:
+        return list(pairs), []
+
+    def rank(g: str) -> str:
+        return hashlib.sha256(f"{seed}:{g}".encode()).hexdigest()
+
+    order = sorted(groups, key=rank)
+    n_held = min(len(groups) - 1, max(1, round(held_out * len(groups))))
+    held = set(order[:n_held])
+    return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
+
+
+def filter_by_margin(pairs: list[PreferencePair], min_margin: float) -> list[PreferencePair]:
+    """Pairs whose label is at least ``min_margin`` away from a coin flip (|p - 0.5|)."""
+    if not 0.0 <= min_margin < 0.5:
+        raise ValueError(f"min_margin must be in [0, 0.5), not {min_margin}")
+    return [p for p in pairs if p.margin >= min_margin]

@@ -1,0 +1,235 @@
+"""Online RL from AI feedback: TRL's GRPOTrainer with the judge (or a reward model) as reward.
+
+For each prompt the policy samples ``num_generations`` responses; each is scored by the reward
+(:mod:`rlaif.train.judge_reward`: the judge's expected 1-9 score under a principle sampled per
+prompt, in [-1, 1]; or a trained reward model's score); a response's advantage is its reward
+relative to the other responses of the same prompt, and the policy is moved towards the
+better ones. A KL penalty (``beta``) to the starting policy keeps a weak judge from being
+gamed too quickly.
+
+The trained policy is saved as a checkpoint directory (``hf:DIR``) with ``train.json``: the
+settings and, per step, the loss, the mean reward and the KL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rlaif.errors import InputError
+
+
+@dataclass
+class GRPOSettings:
+    """What ``rlaif train grpo`` does; defaults sized for the embedded model on a CPU."""
+
+    #: prompts file (any format ``rlaif run --prompts`` reads)
+    data: str
+    out: Path
+    #: the policy to train: smollm2 or hf:DIR
+    model: str = "smollm2"
+    #: "judge" (direct RLAIF) or the directory of a reward model (``rlaif train reward``)
+    reward: str = "judge"
+    #: the judge model string, when ``reward == "judge"``
+    judge: str = "smollm2"
+    constitution: str = "default"
+    max_steps: int = 10
+    #: prompts per optimizer step; each gets ``num_generations`` sampled responses
+    prompts_per_step: int = 2
+    num_generations: int = 4
+    max_completion_length: int = 64
+    learning_rate: float = 1e-6
+    #: KL coefficient to the starting policy (the GRPO paper's 0.04; 0 drops the reference)
+    beta: float = 0.04
+    temperature: float = 1.0
+    lora: bool = False
+    limit: int | None = None
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for name in ("max_steps", "prompts_per_step", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError(
+                f"num_generations must be >= 2 (GRPO compares responses of one prompt), "
+                f"not {self.num_generations}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, not {self.learning_rate}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, not {self.beta}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (GRPO samples), not {self.temperature}")
+
+
+def prompt_dataset(path: str, limit: int | None = None):
+    """A ``datasets.Dataset`` of distinct prompts as chat messages (``prompt`` column)."""
+    from datasets import Dataset
+
+    from rlaif.prompts import load_prompts
+
+    seen: set[str] = set()
+    rows = []
+    for p in load_prompts(path, limit=limit):
+        key = json.dumps(p.chat())
+        if key not in seen:
+            seen.add(key)
+            rows.append({"prompt": p.chat()})
+    if not rows:
+        raise InputError(f"{path}: no prompts")
+    return Dataset.from_list(rows)
+
+
+def make_reward(settings: GRPOSettings):
+    """The reward function the settings name: the judge, or a reward-model checkpoint."""
+    if settings.reward == "judge":
+        from rlaif.backends import load_backend
+        from rlaif.constitution import load_constitution
+        from rlaif.train.judge_reward import JudgeReward
+
+        return JudgeReward(
+            load_backend(settings.judge),
+            load_constitution(settings.constitution),
+            seed=settings.seed,
+        )
+    from rlaif.train.judge_reward import RewardModelReward
+
+    return RewardModelReward(settings.reward)
+
+
+def _check_inputs(settings: GRPOSettings):
+    """Find everything wrong with the input before any model is loaded."""
+    from rlaif.backends import parse_model_spec
+    from rlaif.constitution import load_constitution
+    from rlaif.train.models import check_out_dir, resolve_checkpoint
+
+    check_out_dir(settings.out)
+    dataset = prompt_dataset(settings.data, settings.limit)
+    if settings.reward == "judge":
+        parse_model_spec(settings.judge)
+        load_constitution(settings.constitution)
+    else:
+        resolve_checkpoint(settings.reward)
+    if settings.model != "smollm2":
+        resolve_checkpoint(settings.model)
+    return dataset
+
+
+def _progress_callback(total: int, show: bool):
+    """A transformers callback drawing a rich progress bar with the last loss and reward."""
+    from transformers import TrainerCallback
+
+    from rlaif.train.progress import training_progress
+
+    class RichProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.progress = training_progress(show)
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress.start()
+            self.task = self.progress.add_task("grpo", total=total, info="")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and self.task is not None:
+                info = f"loss {logs['loss']:.4f}"
+                if logs.get("reward") is not None:
+                    info += f"  reward {logs['reward']:+.3f}"
+                self.progress.update(self.task, info=info)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.task is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.progress.stop()
+
+    return RichProgress()
+
+
+def _history(log_history: list[dict]) -> list[dict]:
+    keep = ("loss", "reward", "reward_std", "kl", "completions/mean_length")
+    steps = []
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            steps.append({"step": entry["step"], **{k: entry.get(k) for k in keep}})
+    return steps
+
+
+def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
+    """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds."""
+    dataset = _check_inputs(settings)
+    import torch
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train.models import load_model_and_tokenizer, save_policy
+
+    started = time.time()
+    torch.set_num_threads(_default_threads())
+    reward = make_reward(settings)
+    model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
+    with tempfile.TemporaryDirectory(prefix="rlaif-grpo-") as work, warnings.catch_warnings():
+        # transformers 5 renames gradient_checkpointing; TRL still uses the old name
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
+        args = GRPOConfig(
+            output_dir=work,
+            max_steps=settings.max_steps,
+            per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+            num_generations=settings.num_generations,
+            max_completion_length=settings.max_completion_length,
+            learning_rate=settings.learning_rate,
+            beta=settings.beta,
+            temperature=settings.temperature,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            seed=settings.seed,
+            bf16=False,
+            gradient_checkpointing=False,
+            use_cpu=not torch.cuda.is_available(),
+            **settings.extra,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[_progress_callback(settings.max_steps, show_progress)],
+        )
+        trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
+        trainer.train()
+        steps = _history(trainer.state.log_history)
+    losses = [s["loss"] for s in steps if s["loss"] is not None]
+    rewards = [s["reward"] for s in steps if s["reward"] is not None]
+    info = {
+        "method": "grpo",
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
+        },
+        "steps": steps,
+        "final_loss": losses[-1] if losses else None,
+        "losses_finite": all(math.isfinite(x) for x in losses),
+        "first_reward": rewards[0] if rewards else None,
+        "last_reward": rewards[-1] if rewards else None,
+        "prompts": len(dataset),
+        "time_s": round(time.time() - started, 1),
+    }
+    save_policy(
+        trainer.model,
+        tokenizer,
+        settings.out,
+        extra={"train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n"},
+    )
+    return info

@@ -1,0 +1,269 @@
+"""A Bradley-Terry reward model trained on the judge's soft labels.
+
+The model reads prompt + response (through the chat template) and outputs one number, the
+reward r. Under Bradley-Terry, p(chosen better) = sigmoid(r_chosen - r_rejected); the loss is
+the cross-entropy of that against the judge's ``p_chosen``, not against a hard winner, so a pair
+the judge called 0.55 pulls the rewards apart far less than one it called 0.95 (and a coin flip
+not at all). The model is a transformers sequence classifier with one output
+(``AutoModelForSequenceClassification(num_labels=1)``) on top of the chosen base model.
+
+At the end it reports, on pairs of held-out prompts: pairwise accuracy (the reward ranks the
+pair as the label does), the Brier score and ECE of sigmoid(r_c - r_r) against ``p_chosen``,
+and the same before training, so a reader sees what training changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rlaif.errors import InputError
+from rlaif.train.data import PreferencePair, read_preferences, split_pairs
+
+
+@dataclass
+class RewardSettings:
+    """What ``rlaif train reward`` does; defaults sized for the embedded model on a CPU."""
+
+    #: preferences JSONL (``rlaif run`` writes ``preferences.jsonl``)
+    data: str
+    #: checkpoint directory to write (usable as ``hf:DIR``)
+    out: Path
+    #: base model: smollm2 or hf:DIR
+    model: str = "smollm2"
+    epochs: int = 1
+    #: stop after this many optimizer steps (None: run the epochs)
+    max_steps: int | None = None
+    #: pairs per optimizer step
+    batch_size: int = 4
+    learning_rate: float = 2e-5
+    #: tokens per prompt + response; longer ones keep their end (where the reward is read)
+    max_length: int = 512
+    #: share of prompts held out for the final metrics
+    held_out: float = 0.2
+    #: train on hard winners (target 1) instead of p_chosen, for comparison
+    hard_labels: bool = False
+    lora: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for name in ("epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, not {self.max_steps}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, not {self.learning_rate}")
+        if not 0.0 <= self.held_out < 1.0:
+            raise ValueError(f"held_out must be in [0, 1), not {self.held_out}")
+
+
+class RewardModel:
+    """A trained reward model: ``score`` gives the reward of responses to prompts."""
+
+    def __init__(self, model, tokenizer, max_length: int = 512) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        #: non-padding tokens read by ``rewards`` so far (for throughput)
+        self.tokens_seen = 0
+
+    @classmethod
+    def load(cls, spec: str, *, num_labels_new: bool = False, max_length: int = 512):
+        """Open a checkpoint directory (``hf:DIR`` or DIR) as a reward model.
+
+        ``num_labels_new`` starts a fresh one-output head on a causal LM checkpoint (training);
+        otherwise the checkpoint must be a reward model ``rlaif train reward`` wrote.
+        """
+        import torch
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
+
+        from rlaif.errors import ModelSpecError
+        from rlaif.train.models import load_tokenizer, resolve_checkpoint
+
+        path = resolve_checkpoint(spec)
+        if not num_labels_new:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            if not any(
+                a.endswith("ForSequenceClassification") for a in config.get("architectures") or []
+            ):
+                raise ModelSpecError(
+                    f"{spec}: not a reward model (no sequence-classification head); train one "
+                    "with 'rlaif train reward --out DIR'"
+                )
+        tokenizer = load_tokenizer(path)
+        tokenizer.truncation_side = "left"  # keep the end of the response: the reward reads it
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "score.weight newly initialized" is expected here
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(path), num_labels=1, dtype=torch.float32
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return cls(model, tokenizer, max_length)
+
+    def _encode(self, conversations: list[list[dict]]):
+        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        return self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
+
+    def rewards(self, conversations: list[list[dict]]):
+        """Rewards (a 1-D tensor, with gradients) of full conversations ending in a response."""
+        batch = self._encode(conversations)
+        self.tokens_seen += int(batch["attention_mask"].sum())
+        return self.model(**batch).logits[:, 0]
+
+    def score(self, prompts: list[str | list[dict]], responses: list[str]) -> list[float]:
+        """Reward of each response to its prompt (text or chat messages), without gradients."""
+        import torch
+
+        convs = []
+        for prompt, response in zip(prompts, responses, strict=True):
+            msgs = (
+                list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+            )
+            convs.append(msgs + [{"role": "assistant", "content": response}])
+        with torch.inference_mode():
+            return self.rewards(convs).tolist()
+
+
+def pair_logits(rm: RewardModel, pairs: list[PreferencePair]):
+    """r_chosen - r_rejected for each pair (chosen and rejected in one forward pass)."""
+    convs = [p.messages("chosen") for p in pairs] + [p.messages("rejected") for p in pairs]
+    r = rm.rewards(convs)
+    return r[: len(pairs)] - r[len(pairs) :]
+
+
+def evaluate_pairs(
+    rm: RewardModel, pairs: list[PreferencePair], batch_size: int = 8, progress=None
+) -> dict:
+    """Pairwise accuracy (with a bootstrap 95% interval), Brier, ECE and soft cross-entropy."""
+    import numpy as np
+    import torch
+
+    from rlaif.evaluate.metrics import bootstrap_mean_ci, brier, ece
+
+    if not pairs:
+        return {"n": 0}
+    task = progress.add_task("evaluate", total=len(pairs), info="") if progress else None
+    q: list[float] = []
+    with torch.inference_mode():
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            q += torch.sigmoid(pair_logits(rm, chunk)).tolist()
+            if task is not None:
+                progress.advance(task, len(chunk))
+    if task is not None:
+        progress.remove_task(task)
+    qa, pa = np.array(q), np.array([p.p_chosen for p in pairs])
+    decided = pa != 0.5  # a label of exactly 0.5 says neither is better: no right answer
+    correct = ((qa > 0.5) == (pa > 0.5)).astype(float)[decided]
+    eps = 1e-7
+    qc = np.clip(qa, eps, 1 - eps)
+    xent = float(np.mean(-(pa * np.log(qc) + (1 - pa) * np.log(1 - qc))))
+    return {
+        "n": len(pairs),
+        "accuracy": float(correct.mean()) if correct.size else None,
+        "accuracy_ci": bootstrap_mean_ci(correct.tolist()) if correct.size else None,
+        "brier": brier(pa, qa),
+        "brier_constant_half": brier(pa, np.full_like(pa, 0.5)),
+        "ece": ece(pa, qa),
+        "cross_entropy": xent,
+        "mean_p_model": float(qa.mean()),
+        "mean_p_label": float(pa.mean()),
+    }
+
+
+def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dict:
+    """Train a reward model on ``settings.data``; save it to ``settings.out``; return the info.
+
+    The info (also written to ``DIR/train.json``) holds the settings, the pair counts, the
+    loss per step and the held-out metrics before and after training.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train.models import add_lora, check_out_dir, save_policy
+    from rlaif.train.progress import training_progress
+
+    check_out_dir(settings.out)
+    pairs = read_preferences(settings.data)
+    train, held = split_pairs(pairs, settings.held_out, settings.seed)
+    if not train:
+        raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
+    torch.set_num_threads(_default_threads())
+    torch.manual_seed(settings.seed)
+    rm = RewardModel.load(settings.model, num_labels_new=True, max_length=settings.max_length)
+    if settings.lora:
+        rm.model = add_lora(rm.model, task_type="SEQ_CLS")
+    optimizer = torch.optim.AdamW(
+        [p for p in rm.model.parameters() if p.requires_grad], lr=settings.learning_rate
+    )
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    # --max-steps overrides the epochs (as in transformers' Trainer)
+    total = settings.max_steps or steps_per_epoch * settings.epochs
+    rng = random.Random(settings.seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    with training_progress(show_progress) as progress:
+        rm.model.eval()
+        before = evaluate_pairs(rm, held, progress=progress)
+        task = progress.add_task("reward", total=total, info="")
+        rm.model.train()
+        loop_started, tokens_before = time.perf_counter(), rm.tokens_seen
+        cpu_started = time.process_time()
+        order: list[PreferencePair] = []
+        for _ in range(total):
+            if len(order) < settings.batch_size:
+                epoch = list(train)
+                rng.shuffle(epoch)
+                order += epoch
+            batch, order = order[: settings.batch_size], order[settings.batch_size :]
+            target = torch.tensor(
+                [1.0 if settings.hard_labels else p.p_chosen for p in batch], dtype=torch.float32
+            )
+            loss = F.binary_cross_entropy_with_logits(pair_logits(rm, batch), target)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}")
+        loop_seconds = time.perf_counter() - loop_started
+        loop_cpu_seconds = time.process_time() - cpu_started
+        train_tokens = rm.tokens_seen - tokens_before
+        rm.model.eval()
+        after = evaluate_pairs(rm, held, progress=progress)
+    info = {
+        "method": "reward",
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "pairs": {"total": len(pairs), "train": len(train), "held_out": len(held)},
+        "steps": len(losses),
+        "losses": losses,
+        "final_loss": losses[-1],
+        "held_out_before": before,
+        "held_out": after,
+        "train_seconds": time.perf_counter() - started,
+        # the optimizer steps alone (no evaluation) and the tokens they read
+        "train_loop_seconds": loop_seconds,
+        "train_loop_cpu_seconds": loop_cpu_seconds,
+        "train_tokens": train_tokens,
+    }
+    extra = {"train.json": json.dumps(info, indent=2) + "\n"}
+    save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
+    return info

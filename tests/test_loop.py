@@ -1,0 +1,149 @@
+"""The iterative loop: prompt slices and held-out split, the directory check, and two real tiny
+rounds through the CLI (tiny policy, the embedded judge), extended and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_model import tiny_checkpoint
+
+from rlaif.errors import InputError, RunError
+from rlaif.loop import LoopConfig, _open_loop_dir, round_prompts, rounds_table, split_prompts
+from rlaif.prompts import load_prompts
+
+ENV = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
+WORDS = ["Say hello.", "What is 2+2?", "Name a colour.", "Give a word for happy.", "Count to 3."]
+
+
+def _pool(tmp_path: Path, rows: list[str] = WORDS) -> Path:
+    path = tmp_path / "pool.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": r}) + "\n" for i, r in enumerate(rows))
+    )
+    return path
+
+
+def test_split_and_round_slices(tmp_path):
+    config = LoopConfig(out=tmp_path / "loop", prompts=str(_pool(tmp_path)), eval_n=2)
+    pool, held = split_prompts(config)
+    assert [p.text for p in held] == WORDS[-2:]
+    assert [p.text for p in pool] == WORDS[:3]
+    assert [p.id for p in round_prompts(pool, 1, 2)] == ["p0", "p1"]
+    assert [p.id for p in round_prompts(pool, 2, 2)] == ["p2", "p0"]  # wraps around
+    assert len(round_prompts(pool, 1, 10)) == 3  # never the same prompt twice in a round
+    with pytest.raises(InputError, match="leaves none to train on"):
+        split_prompts(LoopConfig(out=tmp_path / "x", prompts=str(_pool(tmp_path)), eval_n=5))
+    # explicit held-out prompts are removed from the training pool
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"prompt": "Say hello."}) + "\n")
+    pool, held = split_prompts(
+        LoopConfig(out=tmp_path / "y", prompts=str(_pool(tmp_path)), eval_prompts=str(eval_file))
+    )
+    assert [p.text for p in held] == ["Say hello."] and "Say hello." not in {p.text for p in pool}
+
+
+def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
+    config = LoopConfig(out=tmp_path / "loop", prompts=str(_pool(tmp_path)), eval_n=2)
+    _open_loop_dir(config)
+    _open_loop_dir(LoopConfig(**{**config.__dict__, "rounds": 5}))  # more rounds: same loop
+    with pytest.raises(RunError, match="holds a different loop .*seed: 0 -> 1"):
+        _open_loop_dir(LoopConfig(**{**config.__dict__, "seed": 1}))
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not an rlaif loop directory"):
+        _open_loop_dir(LoopConfig(**{**config.__dict__, "out": stray}))
+
+
+def test_rounds_table():
+    row = {
+        "round": 1,
+        "pairs": 6,
+        "dpo_final_loss": 0.69,
+        "win_rate": 0.625,
+        "win_rate_ci": [0.25, 1.0],
+        "wins": 4,
+        "losses": 2,
+        "ties": 2,
+        "n": 8,
+        "soft_win_rate": 0.51,
+    }
+    table = rounds_table([row]).splitlines()
+    assert table[0].startswith("| round | pairs | DPO loss | win rate | 95% CI")
+    assert table[2] == "| 1 | 6 | 0.6900 | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% |"
+
+
+def _loop(tmp_path: Path, policy: Path, rounds: int) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif",
+        "loop",
+        "--rounds",
+        str(rounds),
+        "--out",
+        str(tmp_path / "loop"),
+        "--policy",
+        f"hf:{policy}",
+        "--judge",
+        "smollm2",
+        "--prompts",
+        str(_pool(tmp_path)),
+        "--eval-n",
+        "1",
+        "--prompts-per-round",
+        "1",
+        "--max-tokens",
+        "6",
+        "--dpo-steps",
+        "1",
+        "--dpo-learning-rate",
+        "1e-2",
+        "--eval-max-tokens",
+        "6",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
+    policy = tiny_checkpoint(tmp_path / "tiny")
+    proc = _loop(tmp_path, policy, rounds=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "loop"
+    info = json.loads((out / "loop.json").read_text())
+    rows = info["rounds"]
+    assert [r["round"] for r in rows] == [1, 2]
+    # the policy of round 1 is the baseline of round 2
+    assert rows[0]["baseline"] == f"hf:{policy}"
+    assert rows[1]["baseline"] == rows[0]["policy"] == f"hf:{out / 'round-1' / 'policy'}"
+    for i, r in enumerate(rows, start=1):
+        rd = out / f"round-{i}"
+        assert r["pairs"] >= 1 and r["dpo_steps"] == 1
+        assert [p.text for p in load_prompts(rd / "prompts.jsonl")] == ([WORDS[i - 1]])
+        metrics = json.loads((rd / "winrate" / "metrics.json").read_text())
+        assert metrics["policy"] == r["policy"] and metrics["baseline"] == r["baseline"]
+        assert metrics["n"] + metrics["unreadable"] == 1
+        assert r["win_rate"] == metrics["win_rate"]
+        # held-out prompts only
+        held = [json.loads(line)["prompt"] for line in (rd / "winrate/pairs.jsonl").open()]
+        assert held == WORDS[-1:]
+    before, after = _weights(policy), _weights(out / "round-1" / "policy")
+    assert any(not (before[k] == after[k]).all() for k in before), "DPO changed nothing"
+    table = (out / "rounds.md").read_text()
+    assert len(table.strip().splitlines()) == 4 and table in proc.stdout + "\n"
+
+    again = _loop(tmp_path, policy, rounds=2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("done before") == 6  # 3 stages x 2 rounds, nothing redone
+    assert json.loads((out / "loop.json").read_text())["rounds"] == rows

@@ -1,0 +1,190 @@
+"""Win rate: outcome counting and intervals, the real CLI on the embedded model, resume from
+the store, and a retrained checkpoint never answered from the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_model import tiny_checkpoint
+
+from rlaif.evaluate.winrate import (
+    WinrateConfig,
+    checkpoint_fingerprint,
+    outcome,
+    run_winrate,
+    summarize,
+)
+
+ENV = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif", "eval", "winrate", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
+
+
+def _prompts(tmp_path: Path, n: int = 2) -> Path:
+    path = tmp_path / "heldout.jsonl"
+    rows = ["What is the capital of France?", "Name a primary colour.", "Say hello."][:n]
+    path.write_text("".join(json.dumps({"prompt": r}) + "\n" for r in rows))
+    return path
+
+
+def test_outcome_and_tie_margin():
+    assert outcome(0.51) == "win" and outcome(0.49) == "loss" and outcome(0.5) == "tie"
+    assert outcome(None) == "unreadable"
+    assert outcome(0.54, tie_margin=0.05) == "tie" and outcome(0.56, tie_margin=0.05) == "win"
+    assert outcome(0.45, tie_margin=0.05) == "tie" and outcome(0.44, tie_margin=0.05) == "loss"
+
+
+def _rec(p, kind, identical=False):
+    return {
+        "p_policy": p,
+        "outcome": kind,
+        "identical": identical,
+        "position_consistent": None if p is None else True,
+        "policy_response": "aa",
+        "baseline_response": "b",
+    }
+
+
+def test_summarize_counts_ties_half_and_leaves_unreadable_out():
+    records = [
+        _rec(0.9, "win"),
+        _rec(0.8, "win"),
+        _rec(0.2, "loss"),
+        _rec(0.5, "tie", identical=True),
+        _rec(None, "unreadable"),
+    ]
+    m = summarize(records, resamples=500, seed=0)
+    assert (m["n"], m["wins"], m["losses"], m["ties"], m["unreadable"]) == (4, 2, 1, 1, 1)
+    assert m["identical"] == 1
+    assert m["win_rate"] == pytest.approx((2 + 0.5) / 4)
+    assert m["soft_win_rate"] == pytest.approx((0.9 + 0.8 + 0.2 + 0.5) / 4)
+    low, high = m["win_rate_ci"]
+    assert 0.0 <= low <= m["win_rate"] <= high <= 1.0 and low < high
+    assert summarize(records, resamples=500, seed=0) == m  # seeded: the same interval
+    empty = summarize([_rec(None, "unreadable")])
+    assert empty["n"] == 0 and empty["win_rate"] is None and empty["win_rate_ci"] is None
+
+
+def test_cli_winrate_on_the_embedded_model_then_resume(tmp_path):
+    policy = tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "eval"
+    args = [
+        "--policy",
+        f"hf:{policy}",
+        "--baseline",
+        "smollm2",
+        "--prompts",
+        str(_prompts(tmp_path, 3)),
+        "--limit",
+        "2",
+        "--max-tokens",
+        "8",
+        "--out",
+        str(out),
+    ]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] + metrics["unreadable"] == 2
+    assert {"n", "win_rate", "win_rate_ci", "ties", "wins", "losses"} <= set(metrics)
+    assert metrics["wins"] + metrics["losses"] + metrics["ties"] == metrics["n"]
+    assert metrics["policy_fingerprint"] == checkpoint_fingerprint(f"hf:{policy}")
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == 2
+    for r in pairs:
+        assert r["baseline_response"]  # the embedded model answers
+        if not r["identical"]:
+            assert 0.0 <= r["p_policy"] <= 1.0
+            # both orders asked, and p is their mean
+            mean = (r["p_policy_shown_first"] + r["p_policy_shown_second"]) / 2
+            assert r["p_policy"] == pytest.approx(mean)
+    assert metrics["model_calls"] > 0 and "win rate" in proc.stdout
+
+    again = _cli(*args, "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["model_calls"] == 0
+    assert (out / "pairs.jsonl").read_text() == "".join(
+        json.dumps(r, ensure_ascii=False) + "\n" for r in pairs
+    )
+
+
+def test_same_model_on_both_sides_is_all_ties(tmp_path, smollm2):
+    config = WinrateConfig(
+        policy="smollm2",
+        baseline="smollm2",
+        prompts=str(_prompts(tmp_path)),
+        out=tmp_path / "eval",
+        max_tokens=8,
+    )
+    m = run_winrate(config)
+    assert (m["n"], m["ties"], m["identical"], m["win_rate"]) == (2, 2, 2, 0.5)
+    # greedy answers of one model: the baseline's come from the store, the judge is not asked
+    assert m["model_calls"] == 2
+
+
+def test_a_retrained_checkpoint_is_not_answered_from_the_store(tmp_path):
+    policy = tiny_checkpoint(tmp_path / "policy", seed=0)
+    judge = tiny_checkpoint(tmp_path / "judge", seed=2)
+    config = WinrateConfig(
+        policy=f"hf:{policy}",
+        baseline=f"hf:{judge}",
+        judge=f"hf:{judge}",
+        prompts=str(_prompts(tmp_path)),
+        out=tmp_path / "eval",
+        max_tokens=4,
+        resamples=50,
+    )
+    first = run_winrate(config)
+    assert run_winrate(config)["model_calls"] == 0
+    tiny_checkpoint(policy, seed=1)  # new weights in the same directory
+    # a fresh process: this one still holds the old weights in memory
+    proc = _cli(
+        "--policy",
+        config.policy,
+        "--baseline",
+        config.baseline,
+        "--judge",
+        config.judge,
+        "--prompts",
+        config.prompts,
+        "--max-tokens",
+        "4",
+        "--out",
+        str(config.out),
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    third = json.loads((config.out / "metrics.json").read_text())
+    assert third["policy_fingerprint"] != first["policy_fingerprint"]
+    assert third["model_calls"] >= 2  # the policy answered afresh, the baseline from the store
+
+
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "eval"
+    missing = tmp_path / "missing.jsonl"
+    proc = _cli("--policy", "smollm2", "--prompts", str(missing), "--out", str(out))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0]
+    assert not out.exists()
+    proc = _cli("--policy", f"hf:{tmp_path / 'nowhere'}", "--out", str(out))
+    assert proc.returncode == 1 and "nowhere" in proc.stderr and not out.exists()
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    proc = _cli("--policy", "smollm2", "--prompts", str(_prompts(tmp_path)), "--out", str(stray))
+    assert proc.returncode == 1 and "not an rlaif evaluation directory" in proc.stderr
+    assert sorted(p.name for p in stray.iterdir()) == ["notes.txt"]
