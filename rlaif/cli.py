@@ -9,11 +9,17 @@ import click
 from rich.console import Console
 
 from rlaif.cli_eval import eval_group, report
+from rlaif.cli_review import export, review
+from rlaif.cli_rl import grpo, loop, winrate
+from rlaif.cli_train import train_group
 from rlaif.errors import RlaifError
 
 console = Console(stderr=True)
 
-MODEL_HELP = "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL."
+MODEL_HELP = (
+    "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
+    "hf:DIR (a local checkpoint, e.g. from rlaif train)."
+)
 
 
 def _emit(obj: dict) -> None:
@@ -249,6 +255,67 @@ def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
     type=click.FloatRange(min=0),
     help="Dollars per million output tokens.",
 )
+@click.option(
+    "--price-file",
+    default=None,
+    help="YAML/JSON: model string (or bare openai model name) -> {input: N, output: N}, "
+    "dollars per million tokens; overrides --price-in/--price-out for the models it names.",
+)
+@click.option(
+    "--max-cost",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Dollars the run may spend in all; it stops cleanly before a call could pass this, "
+    "and the same command with a higher --max-cost continues.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Estimate calls, tokens and dollars (upper bounds) without calling any model.",
+)
+@click.option(
+    "--concurrency",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Calls in flight at once to models behind a server [default: 8 when every model of a "
+    "stage is an openai: server]. In-process llama.cpp models take one call at a time. With "
+    "--executor ray: the number of label workers [default: one per CPU of the cluster].",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where pairs are labelled: threads in this process, or Ray workers, each with its own "
+    "judge (RAY_ADDRESS names a cluster; otherwise a local one starts; needs rlaif[ray]).",
+)
+@click.option(
+    "--rpm",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per minute to each server (default: no limit).",
+)
+@click.option(
+    "--tpm",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Tokens (prompt + completion) per minute to each server (default: no limit).",
+)
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for a server's reply before retrying the request.",
+)
+@click.option(
+    "--max-retries",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries of a request after 429, 5xx, a timeout, a dropped connection or a damaged "
+    "reply (exponential backoff with jitter; Retry-After honoured). 400/401 stop at once.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(quiet, out, **options):
     """The main job: prompts in, AI-labelled preference and revision data out (resumable)."""
@@ -264,6 +331,9 @@ def run(quiet, out, **options):
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     result = do_run(config, show_progress=not quiet)
+    if config.dry_run:
+        _print_estimate(result.out, result.info["estimate"])
+        return
     _print_run_summary(result.out, result.info)
 
 
@@ -338,8 +408,14 @@ def synth_prompts(model, n, seeds, kind, constitution, seed, max_attempts, out):
         click.echo(f"warning: asked for {n}; raise --max-attempts for more", err=True)
 
 
+eval_group.add_command(winrate)
 cli.add_command(eval_group)
 cli.add_command(report)
+train_group.add_command(grpo)
+cli.add_command(train_group)
+cli.add_command(loop)
+cli.add_command(review)
+cli.add_command(export)
 
 
 def _print_run_summary(out, info: dict) -> None:
@@ -366,14 +442,70 @@ def _print_run_summary(out, info: dict) -> None:
         ("mean |p - 0.5|", "-" if stats["mean_margin"] is None else f"{stats['mean_margin']:.3f}"),
         ("position consistency", pct(stats["position_consistency_rate"])),
         ("model calls / from store", f"{info['model_calls']} / {info['cached_calls']}"),
+        ("retried requests", _retry_summary(info.get("requests", {}).get("retries"))),
         ("tokens", f"{info['tokens']['total']:,}"),
         ("cost per label", "-" if cost is None else f"${cost:.6f}"),
+        ("cost", _cost_summary(info)),
         ("time", f"{info['timings_s']['total']:.1f} s"),
         ("files", f"{out}/preferences.jsonl, sft.jsonl, run.json"),
     ]
     for k, v in rows:
         table.add_row(k, str(v))
     Console().print(table)
+
+
+def _retry_summary(retries: dict | None) -> str:
+    if not retries:
+        return "0"
+    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(retries.items()))
+    return f"{sum(retries.values())} ({detail})"
+
+
+def _cost_summary(info: dict) -> str:
+    budget = info.get("budget")
+    text = f"${info.get('cost', 0.0):.6f}"
+    if budget:
+        spent, cap = budget["spent_in_all"], budget["max_cost"]
+        text += f" (spent in all ${spent:.6f} of --max-cost ${cap:g})"
+    return text
+
+
+def _print_estimate(out, est: dict) -> None:
+    from rich.table import Table
+
+    click.echo(f"dry run for {out}: upper bounds; no model called, nothing written")
+    table = Table()
+    for name in ("stage", "model", "calls", "input tokens", "output tokens", "dollars"):
+        table.add_column(name, justify="left" if name in ("stage", "model") else "right")
+    for s in est["stages"]:
+        table.add_row(
+            s["stage"],
+            s["model"],
+            f"{s['calls']:,}",
+            f"{s['input_tokens']:,}",
+            f"{s['output_tokens']:,}",
+            f"${s['cost']:.4f}",
+        )
+    table.add_row(
+        "total",
+        "",
+        f"{est['calls']:,}",
+        f"{est['input_tokens']:,}",
+        f"{est['output_tokens']:,}",
+        f"${est['cost']:.4f}",
+    )
+    Console().print(table)
+    for model, how in est["tokenizers"].items():
+        click.echo(f"tokens of {model} counted with {how}")
+    if est["stored_calls"]:
+        click.echo(
+            f"{out}/store.sqlite already holds {est['stored_calls']} calls "
+            f"(${est['stored_cost']:.4f}); they are answered free on resume"
+        )
+    click.echo(
+        f"estimate: at most {est['calls']} calls, {est['input_tokens']} input tokens, "
+        f"{est['output_tokens']} output tokens, ${est['cost']:.6f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
