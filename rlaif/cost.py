@@ -137,14 +137,18 @@ def stored_spend(db_path: str | Path, prices: PriceTable) -> tuple[int, float]:
     db_path = Path(db_path)
     if not db_path.is_file():
         return 0, 0.0
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as e:
+        raise InputError(f"{db_path}: cannot read what the run has spent ({e})") from e
     try:
         rows = db.execute(
             "SELECT model, COUNT(*), SUM(json_extract(result, '$.prompt_tokens')),"
             " SUM(json_extract(result, '$.completion_tokens')) FROM calls GROUP BY model"
         ).fetchall()
-    except sqlite3.Error:
-        return 0, 0.0
+    except sqlite3.Error as e:
+        # never "nothing spent": a budget must not start from zero on a store it cannot read
+        raise InputError(f"{db_path}: cannot read what the run has spent ({e})") from e
     finally:
         db.close()
     calls = sum(r[1] for r in rows)

@@ -244,8 +244,8 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     except OSError as e:
         store.close()
         raise RunError(_write_failure(config.out, e)) from e
-    budget = _budget(config, prices)
     try:
+        budget = _budget(config, prices)
         requests = config.request_policy()
         policy_model = apply_request_policy(load_backend(config.policy), requests)
         judge_model = apply_request_policy(load_backend(config.judge), requests)

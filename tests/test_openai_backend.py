@@ -199,3 +199,21 @@ def test_refusal_for_another_reason_raises_and_keeps_logprobs():
         backend.choice_logprobs([{"role": "user", "content": "TOO LONG"}], ("A", "B"))
     scores = backend.choice_logprobs([{"role": "user", "content": "ok"}], ("A", "B"))
     assert scores.method == "logprobs"
+
+
+def test_one_reply_without_logprobs_does_not_switch_a_server_to_verdicts():
+    replies = [
+        (200, _completion("A", [("A", -0.1), ("B", -2.4)])),
+        (200, _completion("B")),  # an odd reply: no log-probabilities this time
+        (200, _completion("B")),  # the verdict asked for instead
+        (200, _completion("A", [("A", -0.3), ("B", -1.4)])),
+    ]
+    server = FakeServer(lambda body: replies.pop(0))
+    backend = server.backend()
+    ask = [{"role": "user", "content": "?"}]
+    assert backend.choice_logprobs(ask, ("A", "B")).method == "logprobs"
+    odd = backend.choice_logprobs(ask, ("A", "B"))
+    assert odd.method == "verdict" and odd.text == "B"
+    again = backend.choice_logprobs(ask, ("A", "B"))
+    assert again.method == "logprobs" and again.logprobs["A"] == pytest.approx(-0.3)
+    assert [bool(r.get("logprobs")) for r in server.requests] == [True, True, False, True]

@@ -412,9 +412,9 @@ def test_review_in_the_browser_then_export(run_dir, browser, tmp_path):
         expected = "ai+human agree" if ai["chosen"] == winner else "human"
         assert m["label_source"] == expected
         assert m["human"]["reviewer"] == "tester"
-        # p_chosen stays the judge's probability that the chosen response is better
+        # the human's label counts in full; the judge's probability for chosen is kept beside it
         p = ai["p_chosen"] if expected == "ai+human agree" else 1 - ai["p_chosen"]
-        assert m["p_chosen"] == pytest.approx(p, abs=1e-6)
+        assert m["p_chosen"] == 1.0 and m["p_chosen_ai"] == pytest.approx(p, abs=1e-6)
     for pair, m in by_pair.items():
         if pair not in human_pairs:
             assert m["label_source"] == "ai"

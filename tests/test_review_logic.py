@@ -23,6 +23,8 @@ from rlaif.review.export import export_preferences
 from rlaif.review.queue import as_text, load_items, make_item_id
 from rlaif.review.stats import review_stats, wilson_interval
 from rlaif.store import MIGRATIONS, Store
+from rlaif.train.data import read_preferences
+from rlaif.train.dpo import oriented
 
 MIN_MARGIN = 0.01
 RATIONALES = ["Gamma <answers> directly.", "Delta hedges."]
@@ -251,33 +253,40 @@ def test_export_merges_human_decisions(run_dir, tmp_path):
     _decide(run_dir, {"P1": "tie", "P2": "ai", "P3": "other", "P4": "ai", "P5": "first"})
     out = tmp_path / "new" / "merged.jsonl"
     result = export_preferences(run_dir, out)
-    assert result.counts == {"ai": 1, "human": 2, "ai+human agree": 2}
+    assert result.counts == {"ai": 1, "human": 3, "ai+human agree": 1}
     assert (result.dropped_ties, result.left_out) == (1, 0)
     assert not out.with_name("merged.jsonl.tmp").exists()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     by_prompt = {json.dumps(r["prompt"]): r for r in records}
     assert json.dumps("q1") not in by_prompt  # the tie
     p2 = by_prompt[json.dumps("q2")]
-    assert (p2["label_source"], p2["chosen"], p2["p_chosen"]) == ("ai+human agree", "gamma", 0.57)
+    assert (p2["label_source"], p2["chosen"], p2["p_chosen"]) == ("ai+human agree", "gamma", 1.0)
+    assert p2["p_chosen_ai"] == pytest.approx(0.57)
     p3 = by_prompt[json.dumps("q3")]
     assert (p3["label_source"], p3["chosen"], p3["rejected"]) == ("human", "eps", "zeta")
-    assert p3["p_chosen"] == pytest.approx(0.39)
-    assert p3["p_chosen_shown_first"] == pytest.approx(0.35)
-    assert p3["p_chosen_shown_second"] == pytest.approx(0.43)
+    assert p3["p_chosen"] == 1.0 and p3["p_chosen_ai"] == pytest.approx(0.39)
+    assert p3["p_chosen_ai_shown_first"] == pytest.approx(0.35)
+    assert p3["p_chosen_ai_shown_second"] == pytest.approx(0.43)
     assert p3["human"]["reviewer"] == "ann" and p3["principle_id"] == "helpful"
     p4 = by_prompt[json.dumps("q4")]
-    assert (p4["label_source"], p4["ai_source_file"]) == ("ai+human agree", "low_margin.jsonl")
+    # the reviewer took the low-margin label's side: still a human label, not an agreement
+    assert (p4["label_source"], p4["ai_source_file"]) == ("human", "low_margin.jsonl")
     p5 = by_prompt[json.dumps("q5")]
-    assert (p5["label_source"], p5["chosen"], p5["p_chosen"]) == ("human", "iota", None)
+    assert (p5["label_source"], p5["chosen"], p5["p_chosen"]) == ("human", "iota", 1.0)
+    assert p5["p_chosen_ai"] is None
     assert "response_a" not in p5
     chat = [r for r in records if isinstance(r["prompt"], list)]
     assert len(chat) == 1 and chat[0]["label_source"] == "ai"
+    # training reads the human's side as the label, at full confidence
+    trained = {json.dumps(x.prompt): x for x in map(oriented, read_preferences(out))}
+    assert (trained[json.dumps("q3")].chosen, trained[json.dumps("q3")].p_chosen) == ("eps", 1.0)
+    assert trained[json.dumps("q5")].chosen == "iota"
     original = json.loads((run_dir / "preferences.jsonl").read_text().splitlines()[-1])
     assert chat[0] == {**original, "label_source": "ai"}
 
 
 def test_export_without_decisions_is_the_run_and_can_add_low_margin(run_dir, tmp_path):
-    _decide(run_dir, {"P2": "skip"})  # a skip is no human label
+    _decide(run_dir, {"P2": "skip", "P4": "skip"})  # a skip is no human label
     plain = export_preferences(run_dir, tmp_path / "a.jsonl")
     assert plain.counts == {"ai": 4, "human": 0, "ai+human agree": 0}
     assert plain.left_out == 2  # the unreviewed low-margin and unreadable pairs

@@ -208,8 +208,8 @@ class OpenAIBackend(Backend):
         usage = resp.usage
         return Generation(
             text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
             finish_reason=choice.finish_reason or "stop",
         )
 
@@ -238,10 +238,13 @@ class OpenAIBackend(Backend):
                         method="logprobs",
                         logprobs=_match_choices(content[0].top_logprobs, choices),
                         floor=min(t.logprob for t in content[0].top_logprobs),
-                        prompt_tokens=usage.prompt_tokens if usage else 0,
-                        completion_tokens=usage.completion_tokens if usage else 0,
+                        prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+                        completion_tokens=(usage.completion_tokens or 0) if usage else 0,
                     )
-                self._logprobs_supported = False
+                if self._logprobs_supported is None:
+                    # only a server that never gave log-probabilities is switched to verdicts
+                    # for good; one odd reply from a server that did gets a verdict this time
+                    self._logprobs_supported = False
         gen = self.generate(messages, max_tokens=8, temperature=0.0)  # BackendError if refused too
         if refused and self._logprobs_supported is None:
             self._logprobs_supported = False

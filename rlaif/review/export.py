@@ -7,10 +7,15 @@ Each record keeps the run's fields and says where its label came from in ``label
   (an unreadable reply, or a low-margin pair the run had set aside);
 - ``ai+human agree``: the reviewer chose the judge's side.
 
-``p_chosen`` (and the per-order values) stay the judge's probability that ``chosen`` is better,
-so a human-overridden record has ``p_chosen < 0.5``. A pair the reviewer called a tie is left
-out (a preference file has no ties), as are the low-margin and unreadable pairs nobody
-reviewed, unless ``include_low_margin`` asks for the AI's low-margin labels.
+A record a human labelled (``human`` or ``ai+human agree``) has ``p_chosen = 1.0``: the
+reviewer's decision is the label, so ``rlaif train dpo`` and ``train reward`` learn the human's
+side at full weight. The judge's probabilities that ``chosen`` is better are kept beside it as
+``p_chosen_ai``, ``p_chosen_ai_shown_first`` and ``p_chosen_ai_shown_second`` (below 0.5 where
+the human overrode the judge; None where the judge had no label). A pair the reviewer called a
+tie is left out (a preference file has no ties), as are the low-margin and unreadable pairs
+nobody reviewed or that were skipped, unless ``include_low_margin`` asks for the AI's
+low-margin labels. Only a pair of ``preferences.jsonl`` can be ``ai+human agree``: a low-margin
+label is a coin flip the run set aside, so agreeing with it says nothing.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def merged_record(item: ReviewItem, decision: Decision | None) -> dict | None:
         return {**item.record, "label_source": "ai"}
     winner = human
     loser = "second" if winner == "first" else "first"
-    source = "ai+human agree" if item.ai_winner == winner else "human"
+    agree = item.source == "preferences" and item.ai_winner == winner
+    source = "ai+human agree" if agree else "human"
     base = {k: v for k, v in item.record.items() if k not in _LABEL_FIELDS}
     # the judge's probabilities, seen from the side the human chose
     if winner == "first":
@@ -82,9 +88,10 @@ def merged_record(item: ReviewItem, decision: Decision | None) -> dict | None:
         "prompt": prompt,
         "chosen": _side(item, winner),
         "rejected": _side(item, loser),
-        "p_chosen": _p(p),
-        "p_chosen_shown_first": _p(p_sf),
-        "p_chosen_shown_second": _p(p_ss),
+        "p_chosen": 1.0,
+        "p_chosen_ai": _p(p),
+        "p_chosen_ai_shown_first": _p(p_sf),
+        "p_chosen_ai_shown_second": _p(p_ss),
         **base,
         "label_source": source,
         "ai_source_file": f"{item.source}.jsonl",
@@ -111,7 +118,8 @@ def export_preferences(
     # the run's own order (preferences, then low margin, then unreadable), not the queue's
     for item in sorted(items, key=lambda i: (_ORDER.index(i.source), i.line)):
         decision = latest.get(item.item_id)
-        if item.source == "low_margin" and decision is None and not include_low_margin:
+        unlabelled = decision is None or decision.winner is None  # not reviewed, or skipped
+        if item.source == "low_margin" and unlabelled and not include_low_margin:
             result.left_out += 1
             continue
         record = merged_record(item, decision)

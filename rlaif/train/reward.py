@@ -235,7 +235,8 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
                 order += epoch
             batch, order = order[: settings.batch_size], order[settings.batch_size :]
             target = torch.tensor(
-                [1.0 if settings.hard_labels else p.p_chosen for p in batch], dtype=torch.float32
+                [float(p.p_chosen > 0.5) if settings.hard_labels else p.p_chosen for p in batch],
+                dtype=torch.float32,
             )
             loss = F.binary_cross_entropy_with_logits(pair_logits(rm, batch), target)
             optimizer.zero_grad()
