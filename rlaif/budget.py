@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
 from rlaif.cost import CHOICE_OUTPUT_TOKENS, PriceTable, quick_input_tokens
@@ -96,7 +97,8 @@ class BudgetedBackend(Backend):
                 else (0, 0)
             )
             self.budget.settle(reserved, self.model_id, *used)
-        return gen
+        # the stored result carries what was charged, so a resumed run counts it again
+        return replace(gen, prompt_tokens=used[0], completion_tokens=used[1])
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Score the choices with the wrapped backend if the budget allows the call."""
@@ -111,7 +113,7 @@ class BudgetedBackend(Backend):
                 else (0, 0)
             )
             self.budget.settle(reserved, self.model_id, *used)
-        return scores
+        return replace(scores, prompt_tokens=used[0], completion_tokens=used[1])
 
     def close(self) -> None:
         """Close the wrapped backend."""

@@ -275,10 +275,14 @@ def _compare_on_ray(
                 continue
             while i not in arrived:
                 batch, labelled = _next_batch(ray, batch_iter)
-                for j, (pref, calls) in zip(batch, labelled, strict=True):
+                for j, (_, calls) in zip(batch, labelled, strict=True):
                     for key, kind, result in calls:
                         judge.backend.record(key, kind, result)
-                    arrived[j] = pref
+                    # rebuilt from the store: where a resumed pair had one order stored already,
+                    # the store keeps that first result, and the label must be the one a rerun
+                    # would build from it, not the worker's recomputation
+                    with _store_only(judge.backend):
+                        arrived[j] = judge.compare(*pairs[j])
             yield arrived.pop(i)
     finally:
         if connected:

@@ -279,7 +279,10 @@ def test_a_call_without_usage_is_charged_the_over_count_never_zero():
 
     budget = Budget(None, PriceTable(entries={"m": Price(1e6, 1e6)}))
     backend = BudgetedBackend(NoUsage(), budget)
-    backend.generate([{"role": "user", "content": "x" * 30}], max_tokens=5)
+    gen = backend.generate([{"role": "user", "content": "x" * 30}], max_tokens=5)
     assert budget.spent == pytest.approx((10 + 16) + (10 + 16))
-    backend.choice_logprobs([{"role": "user", "content": "x" * 30}], ("A", "B"))
+    # the result (what the store keeps) carries the charged tokens: a resumed run counts them
+    assert (gen.prompt_tokens, gen.completion_tokens) == (26, 26)
+    scores = backend.choice_logprobs([{"role": "user", "content": "x" * 30}], ("A", "B"))
     assert budget.spent == pytest.approx(52 + 26)
+    assert scores.prompt_tokens == 26 and scores.logprobs == {"A": -1.0, "B": -2.0}
