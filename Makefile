@@ -1,37 +1,73 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Both create .venv themselves.
+# `make demo` installs only what the main job needs and never asks for root; `make test` adds
+# the training, server, Ray and test extras (and Debian's Chromium for the browser test).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# RLAIF_LLAMA_NATIVE=1 builds llama.cpp for this machine's CPU only (see scripts/install-llama.sh)
+LLAMA_KIND := $(if $(filter 1,$(RLAIF_LLAMA_NATIVE)),native,portable)
+LLAMA := $(VENV)/.llama-$(LLAMA_KIND)
+CORE := $(VENV)/.installed-core
+FULL := $(VENV)/.installed-full
+DEMO_OUT := runs/demo
+# The demo's size: every stage of the main job in about a minute and a half on 2 cores.
+DEMO_ARGS := --limit 6 --n-responses 2 --revisions 1 --max-tokens 48
 
-.PHONY: demo test lint format clean bench
+.PHONY: demo test llama lint format clean bench doctor
 
-$(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# headless Chromium for the report test (Debian packages; only when missing)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "Installing rlaif into $(VENV) (the first time compiles llama.cpp: about 5 minutes)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev,ray]'
-	@touch $(STAMP)
 
-## Run the main job on the embedded default model (no network).
-demo: $(STAMP)
-	$(BIN)/rlaif run --out runs/demo
-	@echo "First labelled pair of runs/demo/preferences.jsonl:"
-	@head -n 1 runs/demo/preferences.jsonl | $(BIN)/python -m json.tool
+$(LLAMA): scripts/install-llama.sh | $(BIN)/python
+	@rm -f $(VENV)/.llama-*
+	sh scripts/install-llama.sh $(BIN)/python
+	@touch $@
+
+## (Re)install llama-cpp-python for a portable CPU baseline (RLAIF_LLAMA_NATIVE=1: this CPU).
+llama: | $(BIN)/python
+	@rm -f $(VENV)/.llama-*
+	sh scripts/install-llama.sh $(BIN)/python
+	@touch $(LLAMA)
+
+$(CORE): pyproject.toml constraints.txt $(LLAMA)
+	@echo "Installing rlaif and what the main job needs into $(VENV)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(FULL): $(CORE)
+	@# headless Chromium for the browser tests: Debian packages, only when missing and only as root
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& apt-get install -y -qq chromium chromium-driver; } \
+		|| echo "note: no chromium and no root: the browser tests will be skipped"
+	@echo "Installing the training, server, Ray and test extras into $(VENV)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev,ray]'
+	@touch $@
+
+## Check the installation, run the main job on the embedded default model, write its report.
+demo: $(CORE)
+	$(BIN)/rlaif doctor
+	$(BIN)/rlaif run --out $(DEMO_OUT) $(DEMO_ARGS)
+	$(BIN)/rlaif report $(DEMO_OUT)
+	@echo "First labelled pair of $(DEMO_OUT)/preferences.jsonl:"
+	@head -n 1 $(DEMO_OUT)/preferences.jsonl | $(BIN)/python -m json.tool
+	@echo "Preferences: $(CURDIR)/$(DEMO_OUT)/preferences.jsonl"
+	@echo "Report:      $(CURDIR)/$(DEMO_OUT)/report.html"
+
+doctor: $(CORE)
+	$(BIN)/rlaif doctor
 
 ## Lint, format check, then the whole test suite.
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/ruff check rlaif tests benchmarks
 	$(BIN)/ruff format --check rlaif tests benchmarks
 	$(BIN)/python -m pytest -q
 
-format: $(STAMP)
+format: $(FULL)
 	$(BIN)/ruff format rlaif tests benchmarks
 	$(BIN)/ruff check --fix rlaif tests benchmarks
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/python benchmarks/compare_throughput.py
 
 clean:

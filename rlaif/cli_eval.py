@@ -100,11 +100,12 @@ def agreement(
     quiet,
 ):
     """Agreement of a judge with human labels, its biases and calibration, per strategy."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from rlaif.evaluate.agreement import AgreementConfig, run_agreement
     from rlaif.evaluate.strategies import StrategyOptions
     from rlaif.evaluate.table import LEGEND, markdown_table
+    from rlaif.progress import make_progress
 
     if "all" in strategies:
         strategies = tuple(STRATEGIES)
@@ -125,7 +126,7 @@ def agreement(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    progress = Progress(
+    progress = make_progress(
         TextColumn("{task.description:<17}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -6,16 +6,18 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
+from rlaif.progress import make_progress
 
-def training_progress(show: bool = True) -> Progress:
-    """A progress bar on stderr: description, bar, steps done / total, times, and ``info``."""
-    return Progress(
+
+def training_progress(show: bool = True):
+    """A progress bar on stderr (plain lines when stderr is no terminal): description, bar,
+    steps done / total, times, and ``info``."""
+    return make_progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
