@@ -41,6 +41,8 @@ class RevisionRound:
     changed: bool
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: whether ``revision`` was cut off at the token limit (None: unknown)
+    truncated: bool | None = None
 
 
 @dataclass
@@ -49,11 +51,18 @@ class Revision:
 
     original: str
     rounds: list[RevisionRound] = field(default_factory=list)
+    #: whether the original response was cut off at the token limit (None: unknown)
+    original_truncated: bool | None = None
 
     @property
     def final(self) -> str:
         """The last revision (the original when there were no rounds)."""
         return self.rounds[-1].revision if self.rounds else self.original
+
+    @property
+    def truncated(self) -> bool | None:
+        """Whether :attr:`final` was cut off at the token limit (None: unknown)."""
+        return self.rounds[-1].truncated if self.rounds else self.original_truncated
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; the top-level fields are those of the last round."""
@@ -62,13 +71,16 @@ class Revision:
             "principle_id": last.critique.principle_id if last else None,
             "critique": last.critique.text if last else None,
             "revision": self.final,
+            "truncated": self.truncated,
             "original": self.original,
+            "original_truncated": self.original_truncated,
             "rounds": [
                 {
                     "principle_id": r.critique.principle_id,
                     "critique": r.critique.text,
                     "revision": r.revision,
                     "changed": r.changed,
+                    "truncated": r.truncated,
                 }
                 for r in self.rounds
             ],
@@ -150,17 +162,20 @@ def revise(
     critic: Backend | None = None,
     max_tokens: int = REVISION_MAX_TOKENS,
     critique_max_tokens: int = CRITIQUE_MAX_TOKENS,
+    response_truncated: bool | None = None,
 ) -> Revision:
     """``rounds`` critique-revise rounds: ``critic`` critiques, ``backend`` rewrites.
 
     Each round samples its own principle (seeded by the round and the text it critiques) and
     uses that principle for both the critique and the revision, as Constitutional AI does. An
-    empty rewrite keeps the previous text and is marked ``changed=False``.
+    empty rewrite keeps the previous text and is marked ``changed=False``. Each round records
+    whether its text was cut off at ``max_tokens``; ``response_truncated`` says it of
+    ``response`` (kept by a round whose rewrite is empty).
     """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, not {rounds}")
     critic = critic or backend
-    result = Revision(original=response)
+    result = Revision(original=response, original_truncated=response_truncated)
     current = response
     for k in range(rounds):
         principle = constitution.sample(seed, "revise", str(k), prompt, current)
@@ -175,6 +190,7 @@ def revise(
         )
         rewritten, gen = rewrite(backend, principle, prompt, current, crit.text, max_tokens)
         changed = bool(rewritten) and rewritten != current
+        kept_truncated = result.truncated  # of ``current``, kept if the rewrite is empty
         result.rounds.append(
             RevisionRound(
                 response=current,
@@ -183,6 +199,7 @@ def revise(
                 changed=changed,
                 prompt_tokens=gen.prompt_tokens,
                 completion_tokens=gen.completion_tokens,
+                truncated=gen.truncated if rewritten else kept_truncated,
             )
         )
         current = result.rounds[-1].revision

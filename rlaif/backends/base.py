@@ -12,12 +12,22 @@ Messages = list[dict]
 
 @dataclass(frozen=True)
 class Generation:
-    """Text a model generated for chat messages, with its token counts."""
+    """Text a model generated for chat messages, with its token counts and why it stopped.
+
+    ``finish_reason`` is the backend's word for why generation ended: ``"stop"`` (the model
+    ended its reply), ``"length"`` (cut off at ``max_tokens``), or ``None`` when unknown (a
+    stored result without one, a server that does not say).
+    """
 
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool | None:
+        """True if the reply was cut off at the token limit; None if the reason is unknown."""
+        return None if self.finish_reason is None else self.finish_reason == "length"
 
 
 @dataclass(frozen=True)

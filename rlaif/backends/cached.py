@@ -20,6 +20,8 @@ class CachedBackend(Backend):
     is returned exactly as it was first stored, so a resumed or repeated run rebuilds
     identical records. ``cached_tokens`` (KV-cache reuse) depends on
     what the model evaluated before and is therefore reported as zero for a stored result.
+    A stored generation without a ``finish_reason`` (a result stored without one) comes
+    back with ``finish_reason=None``: unknown, never guessed. The key does not include it.
 
     Calls may come from several threads at once; when two make the same call, the result
     stored first is the one both return.
@@ -82,14 +84,14 @@ class CachedBackend(Backend):
         )
         hit = self.store.get(key)
         if hit is not None:
-            gen = Generation(**hit)
+            gen = _generation(hit)
             self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=True)
             return gen
         gen = self.inner.generate(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed
         )
         stored, fresh = self._put(key, "generate", asdict(gen))
-        gen = Generation(**stored)
+        gen = _generation(stored)
         self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=not fresh)
         return gen
 
@@ -114,3 +116,13 @@ class CachedBackend(Backend):
     def close(self) -> None:
         """Close the wrapped backend."""
         self.inner.close()
+
+
+def _generation(stored: dict) -> Generation:
+    """A stored generation; one stored without ``finish_reason`` has an unknown (None) one."""
+    return Generation(
+        text=stored["text"],
+        prompt_tokens=stored["prompt_tokens"],
+        completion_tokens=stored["completion_tokens"],
+        finish_reason=stored.get("finish_reason"),
+    )

@@ -152,7 +152,7 @@ class LlamaCppBackend(Backend):
             text=choice["message"]["content"] or "",
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
-            finish_reason=choice.get("finish_reason") or "stop",
+            finish_reason=choice.get("finish_reason"),  # "length": cut at max_tokens
         )
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:

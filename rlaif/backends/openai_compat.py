@@ -210,7 +210,7 @@ class OpenAIBackend(Backend):
             text=choice.message.content or "",
             prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
             completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-            finish_reason=choice.finish_reason or "stop",
+            finish_reason=choice.finish_reason or None,  # "length": cut at max_tokens
         )
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
