@@ -41,12 +41,13 @@ def paired_lines(metrics: dict[str, dict]) -> list[str]:
     """One line per strategy: its agreement minus both-orders' on the same pairs."""
     lines = []
     for name, entry in metrics.items():
-        diff = entry.get("agreement_vs_reference")
+        diff = (entry.get("comparisons") or {}).get("both-orders")
         if diff and diff.get("difference_ci"):
             low, high = diff["difference_ci"]
             lines.append(
                 f"- {name} - both-orders: {100 * diff['difference']:+.1f} points "
-                f"[{100 * low:+.1f}, {100 * high:+.1f}] on {diff['n']} pairs"
+                f"[{100 * low:+.1f}, {100 * high:+.1f}] on {diff['n']} pairs "
+                f"(Holm-adjusted p = {diff['p_holm']:.3g})"
             )
     return lines
 

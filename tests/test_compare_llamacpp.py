@@ -119,8 +119,13 @@ def test_pointwise_scores_each_response_once(counted_smollm2, constitution):
         assert pref.mode == "pointwise"
         assert pref.method == "logprobs"
         assert 0.0 < pref.p_a < 1.0
-        assert pref.p_a_order_ab == pref.p_a_order_ba == pref.p_a
-        assert pref.position_consistent is True
+        # no order was shown: nothing about positions was measured
+        assert pref.p_a_order_ab is None and pref.p_a_order_ba is None
+        assert pref.position_consistent is None
+        assert 0.0 < pref.p_yes_a < 1.0 and 0.0 < pref.p_yes_b < 1.0
+        assert _logit(pref.p_a) == pytest.approx(
+            _logit(pref.p_yes_a) - _logit(pref.p_yes_b), abs=1e-9
+        )
         assert pref.principle_id in {p.id for p in constitution.principles}
     # p_a = sigmoid(score_a - score_b): the pairs' log-odds add up along a chain
     chain = _logit(prefs[(GOOD, ABSURD)].p_a) + _logit(prefs[(ABSURD, "Paris.")].p_a)

@@ -151,8 +151,29 @@ def test_pointwise_is_a_sigmoid_of_score_differences():
     pref = Judge(backend, CONSTITUTION, mode="pointwise").compare("p", "x", "y")
     expected = _sigmoid(math.log(0.9 / 0.1) - 0.0)
     assert pref.p_a == pytest.approx(expected, abs=1e-12)
-    assert pref.p_a_order_ab == pref.p_a_order_ba == pref.p_a
     assert len(backend.asked) == 2
+    # no order was shown: the order figures were never measured, the scores keep their names
+    assert pref.p_a_order_ab is None and pref.p_a_order_ba is None
+    assert pref.position_consistent is None
+    assert (pref.p_yes_a, pref.p_yes_b) == (pytest.approx(0.9), pytest.approx(0.5))
+
+
+@pytest.mark.parametrize(
+    ("p_first", "q_second", "consistent"),
+    [
+        (0.5, 0.8, False),  # 0.5 then B: old code read 0.5 as B and called it consistent
+        (0.5, 0.2, False),  # 0.5 then A
+        (0.7, 0.5, False),  # A then 0.5
+        (0.5, 0.5, True),  # neither side in both orders: the order changed nothing
+        (0.7, 0.2, True),
+        (0.3, 0.8, True),
+    ],
+)
+def test_a_half_is_neither_side_of_position_consistency(p_first, q_second, consistent):
+    """``q_second`` is p("A") with B shown first, i.e. p(B better) in that order."""
+    backend = ScriptedBackend(_lp(p_first), _lp(q_second))
+    pref = Judge(backend, CONSTITUTION).compare("p", "x", "y")
+    assert pref.position_consistent is consistent
 
 
 @pytest.mark.parametrize(

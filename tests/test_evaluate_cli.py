@@ -61,6 +61,8 @@ def eval_dir(tmp_path_factory) -> Path:
     proc = rlaif(*eval_args(out))
     assert proc.returncode == 0, proc.stderr
     assert "| strategy | n | agreement |" in proc.stdout  # the table is printed
+    # pointwise never shows an order: its position consistency and first-slot rate are n/a
+    assert re.search(r"\| pointwise \| 3 \|[^|]*\|[^|]*\| n/a \| n/a \|", proc.stdout), proc.stdout
     return out
 
 
@@ -75,7 +77,9 @@ def test_metrics_json_follows_the_contract(eval_dir):
         assert 0.0 <= low <= entry["agreement"] <= high <= 1.0
         assert entry["unreadable"] + entry["errors"] <= 3
     assert metrics["one-order"]["position_consistency"] is None  # it never swaps
-    assert metrics["pointwise"]["position_consistency"] == 1.0  # no positions at all
+    pointwise = metrics["pointwise"]
+    assert pointwise["position_consistency"] is None  # no order was shown: not measured
+    assert pointwise["first_position_rate"] is None
     info = json.loads((eval_dir / "eval.json").read_text())
     assert (info["format"], info["pairs"], info["judge"]) == ("llmbar", 3, "smollm2")
 
@@ -93,6 +97,12 @@ def test_pairs_jsonl_holds_the_human_labels_and_recomputes_the_metrics(eval_dir)
         assert one["p_a"] == pytest.approx(both["p_a_order_ab"])  # the same question
         assert one["p_a_order_ba"] is None
         assert both["p_a"] == pytest.approx((both["p_a_order_ab"] + both["p_a_order_ba"]) / 2)
+        pw = by["pointwise", pair.index]
+        assert pw["p_a_order_ab"] is None and pw["p_a_order_ba"] is None
+        assert pw["position_consistent"] is None
+        if pw["p_a"] is not None:  # the two scores are kept under their own names
+            ya, yb = pw["p_yes_a"], pw["p_yes_b"]
+            assert pw["p_a"] == pytest.approx(1 / (1 + (yb / (1 - yb)) / (ya / (1 - ya))))
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     again = summarize(records, resamples=200, seed=0)
     for name, entry in again.items():
@@ -140,6 +150,14 @@ def test_report_of_an_eval_dir_embeds_its_figures(eval_dir):
     assert "http://" not in html and "https://" not in html  # self-contained
     for name in STRATEGIES:
         assert f"<td>{name}</td>" in html
+    row = html[html.index("<td>pointwise</td>") :]
+    row = row[: row.index("</tr>")]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)  # strategy, n, agreement, kappa, ...
+    assert cells[4:6] == ["n/a", "n/a"]  # position consistency, first-slot rate: no number
+    verdict = html[html.index('<p class="note">') :]
+    verdict = verdict[: verdict.index("</p>")]
+    assert "Highest agreement" in verdict and "Holm-adjusted" in verdict
+    assert "Chance here is" in verdict
 
 
 def _chromium() -> str:
@@ -222,6 +240,39 @@ def test_report_of_a_run_dir(tmp_path):
     ]
     assert len(labelled) >= 1
     assert "Example pairs" in html
-    assert html_escape(labelled[0]["prompt"]) in html  # the example pairs show the real texts
+    prompt = labelled[0]["prompt"]  # TRL's conversational form: a list of messages
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    assert html_escape(text) in html  # the example pairs show the real texts
     dom = _chromium_run(tmp_path, out / "report.html", "--dump-dom").stdout
     assert len(DATA_URI.findall(dom)) == len(images)
+
+
+def test_pointwise_run_records_and_reports_no_position_figures(tmp_path):
+    """A pointwise run shows no order: null order fields, null consistency, "n/a" in the
+    report, and each response's own p(Yes) under its name."""
+    out = tmp_path / "run"
+    args = ["run", "--mode", "pointwise", "--limit", "1", "--n-responses", "2"]
+    proc = rlaif(*args, "--revisions", "0", "--max-tokens", "24", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["stats"]["position_consistency_rate"] is None  # was 1.0: never measured
+    labelled = [
+        json.loads(line)
+        for f in ("preferences.jsonl", "low_margin.jsonl")
+        for line in (out / f).read_text().splitlines()
+    ]
+    unreadable = [json.loads(line) for line in (out / "unreadable.jsonl").read_text().splitlines()]
+    assert labelled or unreadable
+    for r in labelled:
+        assert r["mode"] == "pointwise" and r["position_consistent"] is None
+        assert r["p_chosen_shown_first"] is None and r["p_chosen_shown_second"] is None
+        yc, yr = r["p_yes_chosen"], r["p_yes_rejected"]
+        assert yc >= yr  # chosen is the response with the higher p(Yes)
+        assert r["p_chosen"] == pytest.approx(1 / (1 + (yr / (1 - yr)) / (yc / (1 - yc))), abs=1e-5)
+    for r in unreadable:
+        assert "p_yes_a" in r and "p_yes_b" in r
+    proc = rlaif("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    html = (out / "report.html").read_text()
+    assert "<th>position consistency</th><td>n/a</td>" in html
+    assert "<td>True</td>" not in html  # the examples' "consistent" column says n/a

@@ -157,15 +157,18 @@ def test_summarize_entry_and_paired_difference():
     assert one["agreement"] == pytest.approx(3 / 6)  # 3 of 5 decided right, 1 unreadable miss
     assert (one["n"], one["human_ties"], one["unreadable"], one["errors"]) == (7, 1, 1, 1)
     assert one["first_position_rate"] == 1.0 and one["position_consistency"] is None
-    assert one["a_rate"] == 1.0 and both["a_rate"] == pytest.approx(3 / 6)
+    # over the pairs the humans decided (the tie, pair 4, left out as for the humans)
+    assert one["a_rate"] == 1.0 and both["a_rate"] == pytest.approx(3 / 5)
     assert both["human_a_rate"] == pytest.approx(3 / 5)  # a, b, a, b, (tie), a
-    # humans chose the longer response (A, 10 > 5) in pairs 0, 2, 5; not in 1, 3, 6
-    assert one["human_prefers_longer"] == pytest.approx(3 / 6)
-    diff = one["agreement_vs_reference"]
-    assert diff["reference"] == "both-orders" and diff["n"] == 5  # pair 6 has no reference
+    # humans chose the longer response (A, 10 > 5) in pairs 0, 2, 5; not in 1, 3 (nor 6,
+    # which one-order could not read: left out of both rates)
+    assert one["human_prefers_longer"] == pytest.approx(3 / 5)
+    diff = one["comparisons"]["both-orders"]
+    assert diff["n"] == 5  # pair 6 has no both-orders record
     assert diff["difference"] == pytest.approx(-0.4)
     assert diff["difference_ci"][1] <= 0.0
-    assert "agreement_vs_reference" not in both
+    assert (diff["x_better"], diff["y_better"], diff["p_value"]) == (0, 2, 0.5)  # 2 / 2**2
+    assert both["comparisons"]["one-order"]["difference"] == pytest.approx(0.4)
 
 
 def test_best_per_column_and_markdown_table():

@@ -4,7 +4,9 @@ An evaluation directory holds:
 
 ================  ===============================================================================
 ``pairs.jsonl``   one line per pair and strategy: ``strategy``, the human label ``human`` (``a``,
-                  ``b`` or ``tie``), ``p_a``, ``p_a_order_ab``, ``p_a_order_ba`` and what the
+                  ``b`` or ``tie``), ``p_a``, ``p_a_order_ab``, ``p_a_order_ba`` (null where no
+                  order was shown: pointwise, which keeps ``p_yes_a``, ``p_yes_b`` instead),
+                  ``prompt_id`` (pairs of one prompt are resampled together) and what the
                   metrics need (lengths, annotators, category, principle, tokens)
 ``metrics.json``  one entry per strategy (``summary.summarize`` of ``pairs.jsonl``)
 ``eval.json``     what was measured: gold file, format, judge, constitution, seed, timings
@@ -15,6 +17,7 @@ An evaluation directory holds:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rlaif import __version__, templates
-from rlaif.backends import Backend, load_backend, parse_model_spec
+from rlaif.backends import Backend, load_backend
 from rlaif.backends.cached import CachedBackend
 from rlaif.compare import Preference
 from rlaif.constitution import load_constitution
@@ -36,6 +39,8 @@ from rlaif.evaluate.strategies import (
     make_strategy,
 )
 from rlaif.evaluate.summary import read_pairs, summarize
+from rlaif.rule_judge import RULE_STRATEGY, check_judge_spec, rule_strategies
+from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
 PAIRS_FILE = "pairs.jsonl"
@@ -85,16 +90,24 @@ class AgreementConfig:
             raise ValueError(f"resamples must be >= 100, not {self.resamples}")
 
 
+def prompt_id(prompt: str) -> str:
+    """A short content hash of a prompt: pairs with the same one form one bootstrap cluster."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
 def pair_record(strategy: str, pair: GoldPair, pref: Preference | None, error: str | None) -> dict:
     """The ``pairs.jsonl`` line of one pair labelled by one strategy."""
     return {
         "strategy": strategy,
         "pair_id": pair.index,
+        "prompt_id": prompt_id(pair.prompt),
         "human": pair.human,
         "p_a": None if pref is None else pref.p_a,
         "p_a_order_ab": None if pref is None else pref.p_a_order_ab,
         "p_a_order_ba": None if pref is None else pref.p_a_order_ba,
         "position_consistent": None if pref is None else pref.position_consistent,
+        "p_yes_a": None if pref is None else pref.p_yes_a,
+        "p_yes_b": None if pref is None else pref.p_yes_b,
         "annotators": list(pair.annotators),
         "category": pair.category,
         "swapped": pair.swapped,
@@ -135,17 +148,20 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
     gold = load_gold(config.gold, config.format, limit=config.limit, seed=config.seed)
     constitution = load_constitution(config.constitution)
     if isinstance(config.judge, str):
-        parse_model_spec(config.judge)
+        check_judge_spec(config.judge)
     _open_out(config.out)
     store = Store(config.out / STORE_FILE)
     try:
-        backend = CachedBackend(load_backend(config.judge), store)
-        strategies = {
-            name: make_strategy(
-                name, backend, constitution, seed=config.seed, options=config.options
-            )
-            for name in config.strategies
-        }
+        if is_programmatic(config.judge):  # one way to ask a function: its scores
+            backend, strategies = rule_strategies(config.judge, constitution, seed=config.seed)
+        else:
+            backend = CachedBackend(load_backend(config.judge), store)
+            strategies = {
+                name: make_strategy(
+                    name, backend, constitution, seed=config.seed, options=config.options
+                )
+                for name in config.strategies
+            }
         by_strategy: dict[str, list[dict]] = {name: [] for name in strategies}
         timings = {name: {"seconds": 0.0, "model_calls": 0} for name in strategies}
         failures = dict.fromkeys(strategies, 0)
@@ -182,7 +198,7 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
     metrics = summarize(records, resamples=config.resamples, seed=config.seed)
     price_in, price_out = backend.price_per_million
     for name, entry in metrics.items():
-        entry["description"] = STRATEGIES[name]
+        entry["description"] = STRATEGIES.get(name, RULE_STRATEGY)
         entry["seconds_per_label"] = round(timings[name]["seconds"] / len(gold.pairs), 4)
         entry["cost_per_label"] = round(
             (
@@ -203,7 +219,7 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
             "name": constitution.name,
             "hash": constitution.hash,
         },
-        "strategies": list(config.strategies),
+        "strategies": list(strategies),
         "options": asdict(config.options),
         "seed": config.seed,
         "limit": config.limit,

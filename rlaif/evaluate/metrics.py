@@ -89,13 +89,17 @@ def judge_kappa(human: Sequence[float], p_a: Sequence[float]) -> float | None:
 
 
 def position_consistency(p_ab: Sequence[float], p_ba: Sequence[float]) -> float | None:
-    """Share of pairs, of those readable in both orders, where both orders prefer the same
-    response (the definition of ``Preference.position_consistent``)."""
+    """Share of pairs, of those readable in both orders, where both orders give the same
+    answer (the definition of ``Preference.position_consistent``).
+
+    A 0.5 is neither side: one order at 0.5 and the other on a side is inconsistent, both
+    at 0.5 is consistent (swapping the order changed nothing).
+    """
     ab, ba = _arr(p_ab), _arr(p_ba)
     both = ~np.isnan(ab) & ~np.isnan(ba)
     if not both.any():
         return None
-    return float(np.mean((ab[both] > 0.5) == (ba[both] > 0.5)))
+    return float(np.mean(np.sign(ab[both] - 0.5) == np.sign(ba[both] - 0.5)))
 
 
 def first_position_rate(p_ab: Sequence[float], p_ba: Sequence[float]) -> float | None:
@@ -226,27 +230,54 @@ def judge_annotator_agreement(codes: np.ndarray, p_a: Sequence[float]) -> float 
 
 
 # -- bootstrap --------------------------------------------------------------------------------
+def cluster_members(clusters: Sequence | np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Row indices of each cluster, clusters in order of first appearance; every row its own
+    cluster when ``clusters`` is None."""
+    if clusters is None:
+        return [np.array([i]) for i in range(n)]
+    labels = list(clusters)
+    if len(labels) != n:
+        raise ValueError(f"clusters has {len(labels)} labels for {n} rows")
+    members: dict[object, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    return [np.array(rows) for rows in members.values()]
+
+
 def bootstrap_ci(
     statistic: Callable[..., float | None],
     *arrays: Sequence | np.ndarray,
+    clusters: Sequence | np.ndarray | None = None,
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> list[float] | None:
-    """Percentile bootstrap interval of ``statistic(*arrays)``, resampling pairs (rows).
+    """Percentile bootstrap interval of ``statistic(*arrays)``, resampling pairs (rows), or
+    whole clusters of rows when ``clusters`` gives each row's cluster (its prompt).
 
-    The same seed and number of pairs give the same resamples, so intervals of strategies
-    measured on the same pairs are paired. Resamples where the statistic is undefined are
-    dropped; None when none is defined.
+    Pairs that share a prompt are not independent: resampling them one by one gives
+    intervals that are too narrow, so they are resampled together (a cluster bootstrap).
+    The same seed and number of clusters give the same resamples, so intervals of strategies
+    measured on the same pairs are paired; with one row per cluster the resamples are those
+    of the plain pair bootstrap. Resamples where the statistic is undefined are dropped; None
+    when none is defined.
     """
     data = [np.asarray(a) for a in arrays]
     n = len(data[0])
     if n == 0:
         return None
+    members = cluster_members(clusters, n)
+    # the rows of cluster c are order[starts[c] : starts[c] + sizes[c]]
+    order = np.concatenate(members)
+    sizes = np.array([rows.size for rows in members])
+    starts = np.cumsum(sizes) - sizes
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
+    idx = rng.integers(0, len(members), size=(resamples, len(members)))
     values = []
-    for rows in idx:
+    for picked in idx:
+        s = sizes[picked]
+        offsets = np.arange(s.sum()) - np.repeat(np.cumsum(s) - s, s)
+        rows = order[np.repeat(starts[picked], s) + offsets]
         v = statistic(*(a[rows] for a in data))
         if v is not None and not np.isnan(v):
             values.append(v)
@@ -258,18 +289,29 @@ def bootstrap_ci(
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float], *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+    values: Sequence[float],
+    *,
+    clusters: Sequence | np.ndarray | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> list[float] | None:
-    """``bootstrap_ci`` of the mean of the non-nan values, vectorized (same resamples)."""
+    """``bootstrap_ci`` of the mean of the non-nan values, vectorized (same resamples).
+
+    With ``clusters`` (one label per value, e.g. its prompt) whole clusters are resampled and
+    the resample's mean is over all the values of the clusters drawn.
+    """
     x = _arr(values)
     n = x.size
     if n == 0 or np.isnan(x).all():
         return None
+    members = cluster_members(clusters, n)
+    sums = np.array([np.nansum(x[rows]) for rows in members])
+    counts = np.array([np.sum(~np.isnan(x[rows])) for rows in members])
     rng = np.random.default_rng(seed)
-    sample = x[rng.integers(0, n, size=(resamples, n))]
-    counts = np.sum(~np.isnan(sample), axis=1)
-    sums = np.nansum(sample, axis=1)
-    means = sums[counts > 0] / counts[counts > 0]
+    idx = rng.integers(0, len(members), size=(resamples, len(members)))
+    total, count = sums[idx].sum(axis=1), counts[idx].sum(axis=1)
+    means = total[count > 0] / count[count > 0]
     tail = (1.0 - level) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return [float(low), float(high)]

@@ -45,8 +45,11 @@ def interval_bars(
     reference: float | None = 0.5,
     reference_label: str = "chance",
     extra_line: tuple[float, str] | None = None,
+    marks: Sequence[float | None] | None = None,
+    marks_label: str = "",
 ) -> bytes:
-    """Horizontal bars with 95% CI error bars, one per strategy, and reference lines."""
+    """Horizontal bars with 95% CI error bars, one per strategy, and reference lines;
+    ``marks`` puts one marker on each bar (e.g. the humans' rate over the same pairs)."""
     fig = Figure(figsize=(7.5, 0.55 * len(names) + 1.6))
     ax = fig.subplots()
     y = np.arange(len(names))
@@ -62,19 +65,32 @@ def interval_bars(
         ax.axvline(reference, color=CHANCE, linestyle="--", label=reference_label)
     if extra_line is not None:
         ax.axvline(extra_line[0], color=COLORS[3], linestyle=":", label=extra_line[1])
+    shown = [(v, yi) for v, yi in zip(marks or [], y, strict=False) if v is not None]
+    if shown:
+        ax.scatter(
+            [v for v, _ in shown],
+            [yi for _, yi in shown],
+            marker="|",
+            s=400,
+            linewidths=3,
+            color=COLORS[3],
+            zorder=3,
+            label=marks_label,
+        )
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    if reference is not None or extra_line is not None:
+    if reference is not None or extra_line is not None or shown:
         ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
 def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
     """Grouped bars with CIs: how often a question's answer is the first slot, how often both
-    orders agree, and how often the final label is A (next to the humans' share of A)."""
+    orders agree, and how often the final label is A (a marker: the humans' share of A over
+    the same pairs). A figure a strategy never measured is written "n/a", not drawn as 0."""
     fig = Figure(figsize=(8.5, 4.0))
     ax = fig.subplots()
     x = np.arange(len(names))
@@ -96,10 +112,23 @@ def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
             color=COLORS[1 + k],
             label=label,
         )
+        for xi, v in zip(x + (k - 1) * w, values, strict=True):
+            if v is None:
+                ax.text(xi, 0.02, "n/a", ha="center", va="bottom", rotation=90, fontsize=8)
     ax.axhline(0.5, color=CHANCE, linestyle="--", label="no first-slot preference")
-    human_a = next((e["human_a_rate"] for e in entries if e.get("human_a_rate") is not None), None)
-    if human_a is not None:
-        ax.axhline(human_a, color=COLORS[4], linestyle=":", label="humans' labels: A")
+    human_a = [(xi + w, e.get("human_a_rate")) for xi, e in zip(x, entries, strict=True)]
+    human_a = [(xi, v) for xi, v in human_a if v is not None]
+    if human_a:
+        ax.scatter(
+            [xi for xi, _ in human_a],
+            [v for _, v in human_a],
+            marker="_",
+            s=250,
+            linewidths=3,
+            color=COLORS[4],
+            zorder=3,
+            label="humans' labels: A",
+        )
     ax.set_xticks(x, names, rotation=25, ha="right")
     ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])

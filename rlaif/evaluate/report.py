@@ -15,6 +15,7 @@ from rlaif.errors import InputError
 from rlaif.evaluate.agreement import METRICS_FILE, load_eval_dir
 from rlaif.evaluate.htmlparts import CSS, esc, figure, meta, pct, table
 from rlaif.evaluate.run_report import run_body
+from rlaif.evaluate.significance import ALPHA
 from rlaif.evaluate.table import COLUMNS, LEGEND, best_strategies, cell, fmt
 
 REPORT_FILE = "report.html"
@@ -71,13 +72,14 @@ def _eval_body(d: Path) -> str:
                 ("confidence intervals", _bootstrap_text(info.get("bootstrap") or {})),
             ]
         ),
-        f'<p class="note">{esc(_verdict(metrics))}</p>',
+        f'<p class="note">{esc(verdict(metrics))}</p>',
         "<h2>Strategies side by side</h2>",
         _strategy_table(metrics),
         f"<p>{esc(LEGEND)}</p>",
         "<h2>Figures</h2>",
     ]
     annot = entries[0].get("annotators") or {}
+    chance = entries[0].get("chance") or {}
     human_line = None
     if annot.get("human_agreement") is not None:
         human_line = (annot["human_agreement"], "annotators with each other")
@@ -89,10 +91,13 @@ def _eval_body(d: Path) -> str:
                 [e.get("agreement_ci") for e in entries],
                 title="Agreement with the human label (95% CI)",
                 xlabel="agreement",
+                reference=chance.get("agreement"),
+                reference_label=f"chance: always {str(chance.get('answer', '?')).upper()}",
                 extra_line=human_line,
             ),
-            "Agreement by strategy; the dashed line is chance. Intervals that overlap do not "
-            "support choosing one strategy over another.",
+            "Agreement by strategy; the dashed line is chance, the agreement of the best "
+            "constant answer on these pairs. Which strategy is better is decided by the paired "
+            "tests below, not by whether these intervals overlap.",
         )
     )
     parts.append(
@@ -125,7 +130,6 @@ def _eval_body(d: Path) -> str:
             "How far from a coin the labels are (0: undecided, 0.5: certain).",
         )
     )
-    human_longer = entries[0].get("human_prefers_longer")
     parts.append(
         figure(
             plots.interval_bars(
@@ -135,9 +139,11 @@ def _eval_body(d: Path) -> str:
                 title="Length bias: how often the longer response is preferred",
                 xlabel="share preferring the longer response",
                 reference=None,
-                extra_line=None if human_longer is None else (human_longer, "humans"),
+                marks=[e.get("human_prefers_longer") for e in entries],
+                marks_label="humans, same pairs",
             ),
-            "Length bias; the dotted line is how often the humans preferred the longer one.",
+            "Length bias; the red mark on each bar is how often the humans preferred the longer "
+            "response on the same pairs (those the humans and the judge both decided).",
         )
     )
     cost = [e.get("cost_per_label") or 0.0 for e in entries]
@@ -170,33 +176,59 @@ def _bootstrap_text(boot: dict) -> str:
     if not boot:
         return "?"
     return (
-        f"{100 * boot.get('level', 0.95):.0f}% percentile bootstrap over pairs, "
-        f"{boot.get('resamples')} resamples, seed {boot.get('seed')}"
+        f"{100 * boot.get('level', 0.95):.0f}% percentile bootstrap over prompts (pairs of one "
+        f"prompt resampled together), {boot.get('resamples')} resamples, seed {boot.get('seed')}"
     )
 
 
-def _verdict(metrics: dict[str, dict]) -> str:
-    """One honest sentence about the best agreement and whether it differs from chance."""
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def verdict(metrics: dict[str, dict]) -> str:
+    """One honest sentence about the best agreement, decided by the paired tests: against the
+    best constant answer (chance) and against every other strategy, Holm-adjusted."""
     scored = {n: e for n, e in metrics.items() if e.get("agreement") is not None}
     if not scored:
         return "No pair with a human preference was scored."
     name, best = max(scored.items(), key=lambda kv: kv[1]["agreement"])
     ci = best.get("agreement_ci") or [None, None]
     text = f"Highest agreement: {name} {pct(best['agreement'])} [{pct(ci[0])}, {pct(ci[1])}]."
-    if ci[0] is not None and ci[0] <= 0.5 <= ci[1]:
-        text += " Its interval includes 50%: on these pairs the judge is not distinguishable from "
-        text += "a coin. Use a more capable judge before labelling real data."
-    overlapping = [
+    chance, vs = best.get("chance") or {}, best.get("vs_chance")
+    if chance.get("agreement") is not None:
+        text += (
+            f" Chance here is {pct(chance['agreement'])}, what always answering "
+            f"{str(chance['answer']).upper()} agrees on these pairs;"
+        )
+        if vs is None or vs["p_holm"] >= ALPHA or vs["difference"] <= 0:
+            held = "" if vs is None else f" (paired sign test, Holm-adjusted {_p(vs['p_holm'])})"
+            text += (
+                f" {name} is not distinguishable from it{held}: on these pairs the judge does "
+                "no better than ignoring the responses. Use a more capable judge before "
+                "labelling real data."
+            )
+        else:
+            text += (
+                f" {name} beats it by {_signed(vs)} (paired sign test, Holm-adjusted "
+                f"{_p(vs['p_holm'])})."
+            )
+    others = best.get("comparisons") or {}
+    undecided = [
         n
-        for n, e in scored.items()
-        if n != name
-        and e.get("agreement_ci")
-        and ci[0] is not None
-        and e["agreement_ci"][1] >= ci[0]
+        for n, c in others.items()
+        if n in scored and (c is None or c["p_holm"] >= ALPHA or c["difference"] <= 0)
     ]
-    if overlapping:
-        text += f" Its interval overlaps those of {', '.join(overlapping)}: the data do not "
-        text += "single out a best strategy."
+    if undecided:
+        text += (
+            f" Paired with it on the same pairs, {', '.join(undecided)} "
+            f"{'is' if len(undecided) == 1 else 'are'} not distinguishable (Holm-adjusted "
+            f"p >= {ALPHA}): the data do not single out a best strategy."
+        )
+    elif others:
+        text += (
+            " It is better than every other strategy on the same pairs (paired sign test, "
+            f"Holm-adjusted p < {ALPHA})."
+        )
     return text
 
 
@@ -241,21 +273,57 @@ def _details(metrics: dict[str, dict]) -> str:
                 ]
             )
         parts.append(table(["", "agreement (ties left out)"], rows))
-    diffs = [
-        [name, e["agreement_vs_reference"]["reference"], _signed(e["agreement_vs_reference"])]
-        for name, e in metrics.items()
-        if e.get("agreement_vs_reference")
-    ]
+    diffs = _paired_rows(metrics)
     if diffs:
         parts.append("<h2>Paired differences in agreement</h2>")
         parts.append(
-            "<p>Agreement minus the reference strategy's on the same pairs (paired bootstrap): "
-            "an interval that includes 0 means no measurable difference.</p>"
+            "<p>Agreement of one strategy minus the other's on the pairs both labelled, with "
+            "a paired bootstrap interval over prompts; the p-value is an exact sign test over "
+            "prompts (McNemar's exact test when each prompt has one pair), Holm-adjusted over "
+            "all the rows. Chance is the best constant answer.</p>"
         )
-        parts.append(table(["strategy", "reference", "difference [95% CI]"], diffs))
+        parts.append(
+            table(
+                [
+                    "strategy",
+                    "compared with",
+                    "difference [95% CI]",
+                    "prompts better / worse",
+                    "p",
+                    "Holm p",
+                    f"different at {ALPHA}",
+                ],
+                diffs,
+            )
+        )
     for key, title in (("by_principle", "principle"), ("by_category", "category")):
         parts.append(_breakdown(metrics, key, title))
     return "\n".join(parts)
+
+
+def _paired_rows(metrics: dict[str, dict]) -> list[list[str]]:
+    """One row per test of the family: each strategy against chance, then each pair once."""
+    rows, seen = [], set()
+    for name, e in metrics.items():
+        tests = [("chance", e.get("vs_chance"))] + list((e.get("comparisons") or {}).items())
+        for other, c in tests:
+            if c is None or frozenset((name, other)) in seen:
+                continue
+            seen.add(frozenset((name, other)))
+            if other == "chance":
+                other = f"chance (always {str((e.get('chance') or {}).get('answer')).upper()})"
+            rows.append(
+                [
+                    name,
+                    other,
+                    _signed(c),
+                    f"{c['x_better']} / {c['y_better']}",
+                    f"{c['p_value']:.3g}",
+                    f"{c['p_holm']:.3g}",
+                    "yes" if c["p_holm"] < ALPHA else "no",
+                ]
+            )
+    return rows
 
 
 def _breakdown(metrics: dict[str, dict], key: str, title: str) -> str:

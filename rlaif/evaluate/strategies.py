@@ -15,7 +15,7 @@ from statistics import fmean
 
 from rlaif import templates
 from rlaif.backends.base import Backend
-from rlaif.compare import CAI_CLAMP, Judge, Preference, parse_verdict
+from rlaif.compare import CAI_CLAMP, Judge, Preference, orders_agree, parse_verdict
 from rlaif.constitution import Constitution, Principle
 
 #: name -> what it does, in the order tables list them
@@ -196,7 +196,7 @@ def _combine(
         p_a=(ab + ba) / 2 if readable else None,
         p_a_order_ab=ab,
         p_a_order_ba=ba,
-        position_consistent=((ab > 0.5) == (ba > 0.5)) if readable else None,
+        position_consistent=orders_agree(ab, ba) if readable else None,
         principle_id=principle_id,
         constitution_hash=judge.constitution.hash,
         judge=judge.backend.model_id,

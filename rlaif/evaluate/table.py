@@ -39,6 +39,10 @@ COLUMNS = (
 )
 
 
+#: what a cell shows for a figure the strategy never measured
+NOT_MEASURED = "n/a"
+
+
 def fmt(value: float | None, percent: bool) -> str:
     """A value as a table shows it: percent with no decimals, or 2-3 decimals; '-' if None."""
     if value is None:
@@ -51,7 +55,10 @@ def fmt(value: float | None, percent: bool) -> str:
 
 
 def cell(entry: dict, col: Column) -> str:
-    """``value [low, high]`` (the 95% bootstrap interval) for one metric of one strategy."""
+    """``value [low, high]`` (the 95% bootstrap interval) for one metric of one strategy;
+    ``n/a`` where it was not measured (position figures of one order or of pointwise)."""
+    if entry.get(col.key) is None:
+        return NOT_MEASURED
     text = fmt(entry.get(col.key), col.percent)
     ci = entry.get(f"{col.key}_ci") if col.with_ci else None
     if ci:
@@ -104,9 +111,10 @@ def markdown_table(entries: dict[str, dict], columns: tuple[Column, ...] = COLUM
 
 
 LEGEND = (
-    "Values with 95% bootstrap intervals; bold marks the best in its column (first-slot rate: "
-    "closest to 50%; label is A, prefers longer: closest to the humans' rate). First-slot rate "
-    "is per question asked, label is A per final label. Agreement counts an "
-    "unreadable reply as a miss and a judge tie as half. Pointwise scores each response alone, "
-    "so its position consistency (100%) and first-slot rate (50%) hold by construction."
+    "Values with 95% bootstrap intervals (pairs of one prompt resampled together); bold marks "
+    "the best in its column (first-slot rate: closest to 50%; label is A, prefers longer: "
+    "closest to the humans' rate on the same pairs). First-slot rate is per question asked, "
+    "label is A per final label. Agreement counts an unreadable reply as a miss and a judge tie "
+    "as half. n/a: not measured (one-order never swaps; pointwise scores each response alone "
+    "and shows no order, so it has no position figures)."
 )

@@ -11,7 +11,8 @@ throw it away, so nearby responses still get different rewards.
 The principle is sampled per *prompt* (seeded), not per response: GRPO compares the
 responses of one prompt with each other, so they must all be judged by the same question.
 
-A judge reply that cannot be read gives ``None``; TRL turns it into NaN and leaves it out.
+A judge reply that cannot be read, or that lacks the probability of any of the nine digits,
+gives ``None``; TRL turns it into NaN and leaves it out (never a default score).
 
 **A trained reward model as the reward.** :class:`RewardModelReward` scores prompt +
 response with a sequence-classification checkpoint (``rlaif train reward --out DIR``) and
@@ -50,20 +51,17 @@ def score_messages(prompt: str, response: str, principle: Principle) -> list[dic
 def expected_score(scores: ChoiceScores) -> float | None:
     """Expected score over the score tokens (probabilities renormalized over 1-9), or None.
 
-    A token the server did not return among its top log-probabilities gets the smallest one
-    it returned (an upper bound). A backend with no log-probabilities generated a reply
-    instead: its first standalone digit 1-9 is the score.
+    Every score token must have a log-probability: with one missing (the server returned it
+    in none of its top tokens) the expectation cannot be computed, and filling the gap with a
+    default would invent a score, so the reply is unreadable (None). A backend with no
+    log-probabilities generated a reply instead: its first standalone digit 1-9 is the score.
     """
     if scores.method == "verdict":
         found = re.search(r"(?<!\d)([1-9])(?!\d)", scores.text)
         return float(found.group(1)) if found else None
     values = [scores.logprobs.get(t) for t in SCORE_TOKENS]
-    if all(v is None for v in values):
-        return None
     if any(v is None for v in values):
-        if scores.floor is None:
-            return None
-        values = [scores.floor if v is None else v for v in values]
+        return None
     top = max(values)
     weights = [math.exp(v - top) for v in values]
     total = sum(weights)
