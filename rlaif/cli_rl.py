@@ -67,14 +67,23 @@ TRAINABLE_HELP = "Policy to train: smollm2 (the embedded model) or hf:DIR (a loc
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Use the first N prompts.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def grpo(quiet, **options):
+@click.option(
+    "--show-example",
+    is_flag=True,
+    help="Print the first prompt exactly as the policy receives it (decoded from its token "
+    "ids, chat template included) and exit without training.",
+)
+def grpo(quiet, show_example, **options):
     """Online RL (GRPO) with the AI judge, or a trained reward model, as the reward."""
-    from rlaif.train.grpo import GRPOSettings, train_grpo
+    from rlaif.train.grpo import GRPOSettings, grpo_example, train_grpo
 
     try:
         settings = GRPOSettings(**options)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
+    if show_example:
+        click.echo(grpo_example(settings), nl=False)
+        return
     info = train_grpo(settings, show_progress=not quiet)
 
     def fmt(x):
@@ -95,12 +104,23 @@ def grpo(quiet, **options):
 @click.command("winrate")
 @click.option("--policy", required=True, help="The model under test. " + MODEL_HELP)
 @click.option(
-    "--baseline", default="smollm2", show_default=True, help="The model it plays. " + MODEL_HELP
+    "--baseline",
+    default=None,
+    help="The model it plays. Default: the model the policy was trained from (its train.json), "
+    "through the same backend and decoding; smollm2 for a policy rlaif did not train. "
+    + MODEL_HELP,
 )
 @click.option(
     "--prompts",
     default=None,
-    help="Held-out prompts file (.jsonl, .json, .csv, .txt); default: the built-in 32 prompts.",
+    help="Held-out prompts file (.jsonl, .json, .csv, .txt); default: the 24 held-out prompts "
+    "shipped with rlaif, minus any the models were trained on. A file that overlaps the "
+    "training prompts is refused.",
+)
+@click.option(
+    "--allow-overlap",
+    is_flag=True,
+    help="Evaluate on --prompts even when some are in the policy's or baseline's training data.",
 )
 @click.option("--judge", default="smollm2", show_default=True, help=MODEL_HELP)
 @click.option(
@@ -174,8 +194,19 @@ def winrate_summary(m: dict) -> str:
         f"95% CI {ci_text} over n={m['n']}; soft win rate {pct(m['soft_win_rate'])}\n"
         f"wins {m['wins']}, losses {m['losses']}, ties {m['ties']} (identical answers "
         f"{m['identical']}), unreadable {m['unreadable']}; model calls {m['model_calls']}, "
-        f"from store {m['cached_calls']}"
+        f"from store {m['cached_calls']}\n"
+        f"prompts: {m['prompts']} from {m['prompts_file']}{_overlap_note(m)}"
     )
+
+
+def _overlap_note(m: dict) -> str:
+    sel = m.get("prompt_selection") or {}
+    if not sel.get("training_prompts_known", True):
+        return " (the policy's training prompts are unknown: overlap not checked)"
+    if sel.get("overlap_ids"):
+        verb = "left out" if sel.get("default_heldout_set") else "allowed by --allow-overlap"
+        return f"; {len(sel['overlap_ids'])} seen in training {verb}"
+    return ""
 
 
 # -- rlaif loop -------------------------------------------------------------------------------
@@ -287,11 +318,11 @@ def winrate_summary(m: dict) -> str:
     help="DPO drops pairs with |p_chosen - 0.5| below this.",
 )
 @click.option(
-    "--weighting",
-    type=click.Choice(["confidence", "uniform"]),
-    default="confidence",
+    "--loss",
+    type=click.Choice(["soft", "hard"]),
+    default="soft",
     show_default=True,
-    help="DPO: draw pairs in proportion to 2 p_chosen - 1, or train on hard winners alike.",
+    help="DPO's loss: soft targets each pair's p_chosen; hard trains every pair as a sure win.",
 )
 @click.option("--lora", is_flag=True, help="Train LoRA adapters (merged into each checkpoint).")
 @click.option(

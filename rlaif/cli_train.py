@@ -52,6 +52,13 @@ def _common_options(f):
         click.option("--lora", is_flag=True, help="Train a LoRA adapter (r=16), merged on save."),
         click.option("--seed", default=0, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option(
+            "--show-example",
+            is_flag=True,
+            help="Print the first training example exactly as the model receives it (decoded "
+            "from its token ids, chat template included, the response boundary marked) and "
+            "exit without training.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -99,10 +106,13 @@ def train_reward_cmd(**kw):
     held-out prompts, before and after training: pairwise accuracy (95% bootstrap interval),
     Brier score and ECE against p_chosen, and the Brier score of always saying 0.5.
     """
-    from rlaif.train.reward import RewardSettings, train_reward
+    from rlaif.train.reward import RewardSettings, reward_example, train_reward
 
-    quiet = kw.pop("quiet")
+    quiet, show_example = kw.pop("quiet"), kw.pop("show_example")
     settings = _settings(RewardSettings, **kw)
+    if show_example:
+        click.echo(reward_example(settings), nl=False)
+        return
     info = train_reward(settings, show_progress=not quiet)
     before, after = info["held_out_before"], info["held_out"]
     pairs = info["pairs"]
@@ -173,30 +183,34 @@ def train_reward_cmd(**kw):
     "labels are all within about 0.01 of 0.5. With a capable judge try 0.1-0.2.",
 )
 @click.option(
-    "--weighting",
-    type=click.Choice(["confidence", "uniform"]),
-    default="confidence",
+    "--loss",
+    type=click.Choice(["soft", "hard"]),
+    default="soft",
     show_default=True,
-    help="confidence: draw pairs in proportion to 2*p_chosen-1 (the soft-label DPO gradient "
-    "at the start is that multiple of the hard-label one); uniform: hard winners, all alike.",
+    help="soft: each pair's target is its p_chosen (-p log s(bh) - (1-p) log s(-bh)), so a "
+    "pair stops pulling once the policy agrees with the judge; identical to hard for p = 1 "
+    "(human labels). hard: every pair a sure win.",
 )
 def train_dpo_cmd(**kw):
     """Train a policy with DPO (TRL's DPOTrainer) on AI-labelled preferences.
 
-    The judge's confidence is used twice: --min-margin drops undecided pairs, and
-    --weighting confidence draws each step's pairs in proportion to 2*p_chosen - 1. The
-    effective number of pairs, (sum w)^2 / sum w^2, is printed: when it is small, a few
-    pairs drive the training. The frozen reference is the starting model.
+    Every pair is trained in TRL's conversational form, so the chat template applies as it
+    does in generation. The loss is soft by default: the cross-entropy of DPO's implied
+    preference against the judge's p_chosen, per pair. --min-margin drops undecided pairs.
+    The reference is the starting model.
     """
-    from rlaif.train.dpo import DPOSettings, select_pairs, train_dpo
+    from rlaif.train.dpo import DPOSettings, dpo_example, select_pairs, train_dpo
 
-    quiet = kw.pop("quiet")
+    quiet, show_example = kw.pop("quiet"), kw.pop("show_example")
     settings = _settings(DPOSettings, **kw)
     _, counts = select_pairs(settings)  # fail on bad data before loading any model
+    if show_example:
+        click.echo(dpo_example(settings), nl=False)
+        return
     console.print(
         f"pairs: {counts['read']} read, {counts['kept']} kept, {counts['dropped_low_margin']} "
-        f"below --min-margin {settings.min_margin}; effective pairs "
-        f"{counts['effective_pairs']:.1f} (--weighting {settings.weighting})"
+        f"below --min-margin {settings.min_margin}; --loss {settings.loss}, mean target "
+        f"{counts['mean_target']:.3f}"
     )
     info = train_dpo(settings, show_progress=not quiet)
     last = info["last_step"]

@@ -64,7 +64,8 @@ class LoopConfig:
     dpo_learning_rate: float = 5e-6
     dpo_beta: float = 0.1
     min_margin: float = 0.0
-    weighting: str = "confidence"
+    #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)
+    loss: str = "soft"
     lora: bool = False
     #: longest answer in the win-rate evaluation
     eval_max_tokens: int = 64
@@ -187,15 +188,15 @@ def run_loop(
     config: LoopConfig, *, show_progress: bool = True, log: LogFn | None = None
 ) -> list[dict]:
     """Run (or continue) the loop; write ``loop.json`` and ``rounds.md``; return one row a round."""
-    from rlaif.backends import parse_model_spec
     from rlaif.constitution import load_constitution
+    from rlaif.rule_judge import check_judge_spec
     from rlaif.train.models import is_checkpoint, resolve_checkpoint
 
     log = log or (lambda line: None)
     # Everything that can be wrong with the input is found before any model is loaded.
     pool, held = split_prompts(config)
     load_constitution(config.constitution)
-    parse_model_spec(config.judge)
+    check_judge_spec(config.judge)  # a model string, or a rule:/python: scoring function
     if config.policy != "smollm2":
         resolve_checkpoint(config.policy)
     _open_loop_dir(config)
@@ -276,7 +277,7 @@ def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
                 learning_rate=config.dpo_learning_rate,
                 beta=config.dpo_beta,
                 min_margin=config.min_margin,
-                weighting=config.weighting,
+                loss=config.loss,
                 lora=config.lora,
                 seed=config.seed,
             ),

@@ -25,6 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rlaif.review.queue import as_text
+
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 PAGE_TIMEOUT_S = 30.0
@@ -284,7 +286,8 @@ def test_review_in_the_browser_then_export(run_dir, browser, tmp_path):
         json.loads(line) for line in (run_dir / "preferences.jsonl").read_text().splitlines()
     ]
     assert len(records) == 6
-    by_texts = {frozenset((r["chosen"], r["rejected"])): r for r in records}
+    # records are conversational (one assistant message per response); the page shows text
+    by_texts = {frozenset((as_text(r["chosen"]), as_text(r["rejected"]))): r for r in records}
 
     def record_of(shown: dict) -> dict:
         return by_texts[frozenset((shown["left_text"], shown["right_text"]))]
@@ -364,7 +367,7 @@ def test_review_in_the_browser_then_export(run_dir, browser, tmp_path):
         assert browser.find_element(By.ID, "skipped").text == "1 / 1"
         agree = sum(
             (shown["left_text"] if choice == "left" else shown["right_text"])
-            == record_of(shown)["chosen"]
+            == as_text(record_of(shown)["chosen"])
             for shown, choice, _ in decided[:2]
         )
         agreement = browser.find_element(By.ID, "agreement").text
@@ -398,7 +401,7 @@ def test_review_in_the_browser_then_export(run_dir, browser, tmp_path):
     assert proc.returncode == 0, proc.stderr
     merged = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(merged) == 5  # the tie is left out
-    by_pair = {frozenset((m["chosen"], m["rejected"])): m for m in merged}
+    by_pair = {frozenset((as_text(m["chosen"]), as_text(m["rejected"]))): m for m in merged}
     tie = decided[2][0]
     assert frozenset((tie["left_text"], tie["right_text"])) not in by_pair
     human_pairs = set()
@@ -407,9 +410,9 @@ def test_review_in_the_browser_then_export(run_dir, browser, tmp_path):
         human_pairs.add(pair)
         m = by_pair[pair]
         winner = shown["left_text"] if choice == "left" else shown["right_text"]
-        assert m["chosen"] == winner
+        assert as_text(m["chosen"]) == winner
         ai = record_of(shown)
-        expected = "ai+human agree" if ai["chosen"] == winner else "human"
+        expected = "ai+human agree" if as_text(ai["chosen"]) == winner else "human"
         assert m["label_source"] == expected
         assert m["human"]["reviewer"] == "tester"
         # the human's label counts in full; the judge's probability for chosen is kept beside it

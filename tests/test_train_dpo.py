@@ -1,7 +1,7 @@
 """DPO through TRL's DPOTrainer: a tiny model built here for the logic (parameters change,
-losses finite, the confidence-weighted draw never picks a coin-flip pair, the margin filter),
-and one short smoke run of the documented sequence on the real embedded model:
-``rlaif run`` -> ``rlaif train dpo`` -> ``rlaif generate --model hf:DIR``."""
+losses finite, the per-pair soft-label loss and its fixed point, the chat template in what the
+model receives, the margin filter), and one short smoke run of the documented sequence on the
+real embedded model: ``rlaif run`` -> ``rlaif train dpo`` -> ``rlaif generate --model hf:DIR``."""
 
 from __future__ import annotations
 
@@ -15,18 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from tiny_model import tiny_checkpoint
 
 from rlaif.errors import InputError
-from rlaif.train.dpo import (
-    DPOSettings,
-    build_trainer,
-    confidence_weights,
-    effective_pairs,
-    select_pairs,
-    train_dpo,
-)
+from rlaif.train.data import prompt_key
+from rlaif.train.dpo import TARGET, DPOSettings, build_trainer, select_pairs, train_dpo
 from rlaif.train.models import load_model_and_tokenizer, resolve_checkpoint
 
 RLAIF = [sys.executable, "-m", "rlaif"]
@@ -73,38 +68,130 @@ def test_tiny_dpo_changes_parameters_with_finite_loss(tmp_path, tiny):
     assert any(not torch.equal(start[k], trained[k]) for k in start)
     saved = json.loads((out / "train.json").read_text())
     assert saved["method"] == "dpo" and saved["losses"] == info["losses"]
+    assert saved["format"] == "conversational"
+    assert saved["train_prompts"] == sorted(
+        prompt_key(f"Question {i}: how do I boil an egg?") for i in range(4)
+    )
     assert (out / "tokenizer.json").is_file()
 
 
-def test_confidence_weighting_never_draws_a_coin_flip(tmp_path, tiny):
-    """The pair labelled 0.5 has weight 0: TRL's training loader never yields it."""
-    data = write_pairs(tmp_path / "prefs.jsonl", [0.9, 0.5, 0.7])
-    settings = DPOSettings(data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=1)
-    pairs, counts = select_pairs(settings)
-    assert counts["zero_weight"] == 1
+def _completion_logps(model, batch) -> torch.Tensor:
+    """Sum of log p(token) over each row's completion tokens, computed here from scratch."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token = logp.gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    return (token * batch["completion_mask"][:, 1:]).sum(dim=1)
+
+
+def test_soft_loss_is_the_formula_and_stops_where_the_policy_agrees(tmp_path, tiny):
+    """loss_i = -p log s(b h) - (1 - p) log s(-b h); its gradient is zero where s(b h) = p."""
+    data = write_pairs(tmp_path / "prefs.jsonl", [0.8, 0.6, 0.95])
+    settings = DPOSettings(
+        data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=3, beta=0.5
+    )
+    pairs, _ = select_pairs(settings)
+    model, tokenizer = load_model_and_tokenizer(f"hf:{tiny}")
+    reference = load_model_and_tokenizer(f"hf:{tiny}")[0].eval()
+    with tempfile.TemporaryDirectory() as work:
+        trainer = build_trainer(settings, pairs, model, tokenizer, work)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert batch[TARGET].tolist() == pytest.approx([0.8, 0.6, 0.95])
+    # move the policy away from the reference so that h is not 0
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    model.train()
+    with torch.no_grad():
+        ref_c, ref_r = _completion_logps(reference, batch).chunk(2)
+        pol_c, pol_r = _completion_logps(model, batch).chunk(2)
+    h = (pol_c - ref_c) - (pol_r - ref_r)
+    assert h.abs().min() > 1e-3
+    p, beta = batch[TARGET], 0.5
+    expected = -(p * F.logsigmoid(beta * h) + (1 - p) * F.logsigmoid(-beta * h)).mean()
+    loss = trainer.compute_loss(model, dict(batch))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+    def grad_norm(targets: torch.Tensor) -> float:
+        model.zero_grad()
+        trainer.compute_loss(model, {**batch, TARGET: targets}).backward()
+        return math.sqrt(
+            sum(float((q.grad**2).sum()) for q in model.parameters() if q.grad is not None)
+        )
+
+    at_fixed_point = grad_norm(torch.sigmoid(beta * h).float())
+    away = grad_norm(torch.ones(3))  # the hard label: still pushing
+    assert away > 1e-3
+    assert at_fixed_point < 1e-4 * away
+
+
+def test_hard_loss_is_trls_sigmoid_loss(tmp_path, tiny):
+    """With p = 1 (a human label) the soft loss and TRL's own sigmoid loss are the same number."""
+    data = write_pairs(tmp_path / "prefs.jsonl", [1.0, 1.0])
+    settings = DPOSettings(data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=2)
+    pairs, _ = select_pairs(settings)
     model, tokenizer = load_model_and_tokenizer(f"hf:{tiny}")
     with tempfile.TemporaryDirectory() as work:
         trainer = build_trainer(settings, pairs, model, tokenizer, work)
-        seen = []
-        for _ in range(10):  # ten epochs of draws
-            for batch in trainer.get_train_dataloader():
-                seen.append(tokenizer.decode(batch["input_ids"][0]))  # the chosen row
-    assert len(seen) == 30
-    assert not any("Question 1:" in t for t in seen)
-    assert any("Question 0:" in t for t in seen) and any("Question 2:" in t for t in seen)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    ours = trainer.compute_loss(model, dict(batch))
+    inputs = {k: v for k, v in batch.items() if k != TARGET}
+    trls = super(type(trainer), trainer)._compute_loss(model, inputs, return_outputs=False)
+    assert ours.item() == pytest.approx(trls.item(), rel=1e-5)
+
+
+def test_show_example_shows_the_chat_template(tmp_path, tiny):
+    """A text-prompt record reaches the model inside the chat template, assistant turn marked."""
+    data = write_pairs(tmp_path / "prefs.jsonl", [0.7])
+    out = tmp_path / "o"
+    proc = rlaif(
+        "train", "dpo", "--data", str(data), "--model", f"hf:{tiny}", "--out", str(out),
+        "--show-example",
+    )  # fmt: skip
+    text = proc.stdout
+    assert "<|im_start|>user\nQuestion 0: how do I boil an egg?<|im_end|>" in text
+    # the prompt ends with the assistant turn's opening; the response follows the marker
+    assert "<|im_start|>assistant\n[[response: chosen]]Put egg 0 in boiling water" in text
+    assert "<|im_start|>assistant\n[[response: rejected]]Eggs 0 cannot be boiled." in text
+    assert "p_chosen 0.7000" in text
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_text_and_chat_records_go_to_trl_in_one_conversational_form(tmp_path, tiny):
+    """A file mixing text prompts and chat-message prompts (an export, a merge) trains as one
+    conversational data set instead of being refused."""
+    from rlaif.train.dpo import preference_dataset
+    from rlaif.train.models import load_tokenizer
+
+    path = tmp_path / "mixed.jsonl"
+    chat = {
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+        "chosen": [{"role": "assistant", "content": "Hello."}],
+        "rejected": [{"role": "assistant", "content": "Go away."}],
+        "p_chosen": 0.7,
+    }
+    text = {"prompt": "Why?", "chosen": "Because.", "rejected": "No.", "p_chosen": 0.6}
+    path.write_text(json.dumps(text) + "\n" + json.dumps(chat) + "\n")
+    settings = DPOSettings(data=str(path), out=tmp_path / "o", model=f"hf:{tiny}")
+    pairs, _ = select_pairs(settings)
+    data = preference_dataset(settings, pairs, load_tokenizer(tiny))
+    assert data[0]["prompt"] == [{"role": "user", "content": "Why?"}]
+    assert data[0]["chosen"] == [{"role": "assistant", "content": "Because."}]
+    assert data[1]["prompt"] == chat["prompt"] and data[1]["rejected"] == chat["rejected"]
+    assert data[TARGET] == pytest.approx([0.6, 0.7])
 
 
 def test_weights_and_margin_filter(tmp_path):
-    assert confidence_weights([0.5, 0.75, 1.0]) == [0.0, 0.5, 1.0]
-    assert effective_pairs([1.0, 1.0]) == 2.0 and effective_pairs([1.0, 0.0]) == 1.0
     data = write_pairs(tmp_path / "prefs.jsonl", [0.9, 0.52, 0.3])
     kept, counts = select_pairs(DPOSettings(data=str(data), out=tmp_path / "o", min_margin=0.1))
     assert counts == {
         "read": 3,
         "kept": 2,
         "dropped_low_margin": 1,
-        "effective_pairs": pytest.approx(1.8),  # w = 0.8, 0.4
-        "zero_weight": 0,
+        "ties": 0,
+        "mean_target": pytest.approx(0.8),  # 0.9 and 0.7
     }
     # p_chosen 0.3 is turned around: the label prefers the other side
     flipped = [p for p in kept if p.line == 3][0]
@@ -112,9 +199,12 @@ def test_weights_and_margin_filter(tmp_path):
     with pytest.raises(InputError, match=r"largest is 0\.4000\); lower --min-margin"):
         select_pairs(DPOSettings(data=str(data), out=tmp_path / "o", min_margin=0.45))
     flat = write_pairs(tmp_path / "flat.jsonl", [0.5, 0.5])
-    with pytest.raises(InputError, match="--weighting uniform"):
-        select_pairs(DPOSettings(data=str(flat), out=tmp_path / "o"))
-    assert select_pairs(DPOSettings(data=str(flat), out=tmp_path / "o", weighting="uniform"))
+    for loss in ("soft", "hard"):
+        with pytest.raises(InputError, match="nothing to learn"):
+            select_pairs(DPOSettings(data=str(flat), out=tmp_path / "o", loss=loss))
+    mixed = write_pairs(tmp_path / "mixed.jsonl", [0.5, 0.75])
+    _, counts = select_pairs(DPOSettings(data=str(mixed), out=tmp_path / "o", loss="hard"))
+    assert counts["ties"] == 1 and counts["mean_target"] == pytest.approx(0.75)  # 0.5 and 1
 
 
 def test_cli_bad_margin_is_one_error_line(tmp_path, tiny):

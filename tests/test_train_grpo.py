@@ -34,17 +34,20 @@ def _scores(probs: dict[str, float], floor: float | None = None) -> ChoiceScores
 
 
 def test_expected_score_is_the_mean_over_score_tokens():
-    assert expected_score(_scores({"9": 1.0}, floor=-60.0)) == pytest.approx(9.0)
-    assert expected_score(_scores({"1": 1.0}, floor=-60.0)) == pytest.approx(1.0)
-    # a token missing and no floor to bound it: unreadable, not a guess
+    nearly_none = {t: 1e-30 for t in SCORE_TOKENS}
+    assert expected_score(_scores({**nearly_none, "9": 1.0})) == pytest.approx(9.0)
+    assert expected_score(_scores({**nearly_none, "1": 1.0})) == pytest.approx(1.0)
+    # a token missing: unreadable, not a guess (with or without a floor to fill it with)
     assert expected_score(_scores({"9": 1.0})) is None
+    assert expected_score(_scores({"9": 1.0}, floor=-60.0)) is None
     uniform = {t: 1 / 9 for t in SCORE_TOKENS}
     assert expected_score(_scores(uniform)) == pytest.approx(5.0)
     # probabilities are renormalized over the nine tokens: 0.2 on 3, 0.2 on 7 -> 5
-    assert expected_score(_scores({"3": 0.2, "7": 0.2}, floor=-50.0)) == pytest.approx(5.0)
-    # a token the server did not return gets its smallest log-probability
-    missing = ChoiceScores(method="logprobs", logprobs={"8": math.log(0.5)}, floor=math.log(0.5))
-    assert expected_score(missing) == pytest.approx(5.0)
+    assert expected_score(_scores({**nearly_none, "3": 0.2, "7": 0.2})) == pytest.approx(5.0)
+    # one digit the server did not return: no default score is invented for it
+    eight = {t: math.log(1 / 8) for t in SCORE_TOKENS if t != "5"}
+    missing = ChoiceScores(method="logprobs", logprobs=eight, floor=math.log(1 / 8))
+    assert expected_score(missing) is None
     assert expected_score(ChoiceScores(method="logprobs", logprobs={})) is None
     assert expected_score(ChoiceScores(method="verdict", text="Score: 7/9")) == 7.0
     assert expected_score(ChoiceScores(method="verdict", text="ten out of ten")) is None
@@ -139,6 +142,12 @@ def test_grpo_trains_a_tiny_policy_with_a_reward_model(tmp_path):
     assert changed, "no parameter changed"
     saved = json.loads((out / "train.json").read_text())
     assert saved["method"] == "grpo" and saved["settings"]["reward"] == str(rm)
+    # the prompts it was trained on, for `eval winrate` to keep out of its evaluation
+    from rlaif.prompts import load_prompts
+    from rlaif.train.data import prompt_key
+
+    trained = {prompt_key(p.chat()) for p in load_prompts(_prompts(tmp_path))}
+    assert set(saved["train_prompts"]) == trained and len(trained) == 3
     gen = TransformersBackend(f"hf:{out}").generate(
         [{"role": "user", "content": "Hi"}], max_tokens=4
     )
@@ -219,4 +228,22 @@ def test_cli_grpo_bad_input_is_one_line_and_writes_nothing(tmp_path):
         env=ENV,
     )
     assert proc.returncode != 0 and "num-generations" in proc.stderr
+    assert not out.exists()
+
+
+def test_show_example_prints_the_prompt_as_the_policy_receives_it(tmp_path):
+    policy = tiny_checkpoint(tmp_path / "tiny")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Name a colour."}) + "\n")
+    out = tmp_path / "grpo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlaif", "train", "grpo", "--data", str(prompts)]
+        + ["--model", f"hf:{policy}", "--out", str(out), "--show-example"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n" in proc.stdout
+    assert proc.stdout.rstrip().endswith("[[response: sampled]]")
     assert not out.exists()

@@ -87,6 +87,31 @@ def test_soft_labels_are_followed_not_only_winners(tmp_path, tiny):
     assert soft["held_out"]["brier"] < hard["held_out"]["brier"]
 
 
+def test_hard_labels_train_a_tie_towards_a_half_not_a_loss(tmp_path, tiny):
+    """--hard-labels: a pair the judge called exactly 0.5 has target 0.5, not 0 (a loss for
+    ``chosen``): trained on ties only, the model stays undecided instead of learning that the
+    helpful answer is worse."""
+    data = toy_preferences(tmp_path / "prefs.jsonl", p_chosen=0.5)
+    info = train_reward(
+        settings(tmp_path, tiny, data, max_steps=40, hard_labels=True), show_progress=False
+    )
+    assert abs(info["held_out"]["mean_p_model"] - 0.5) < 0.1
+
+
+def test_show_example_prints_both_sequences_in_the_chat_template(tmp_path, tiny):
+    data = toy_preferences(tmp_path / "prefs.jsonl")
+    out = tmp_path / "rm"
+    cmd = [*RLAIF, "train", "reward", "--data", str(data), "--model", f"hf:{tiny}"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), "--show-example"], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "=== chosen:" in proc.stdout and "=== rejected:" in proc.stdout
+    assert "<|im_start|>assistant\nSure, here is a clear and helpful answer" in proc.stdout
+    assert "<|im_start|>assistant\nNo. I will not talk about" in proc.stdout
+    assert not out.exists()
+
+
 def test_split_is_by_prompt_and_deterministic(tmp_path):
     pairs = read_preferences(toy_preferences(tmp_path / "prefs.jsonl"))
     train, held = split_pairs(pairs, 0.3)

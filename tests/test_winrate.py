@@ -1,5 +1,6 @@
 """Win rate: outcome counting and intervals, the real CLI on the embedded model, resume from
-the store, and a retrained checkpoint never answered from the store."""
+the store, a retrained checkpoint never answered from the store, and the defaults: held-out
+prompts the policy was not trained on, and the model it started from as the baseline."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from tiny_model import tiny_checkpoint
 
+from rlaif.errors import InputError
+from rlaif.evaluate.heldout import default_baseline, eval_prompts, heldout_prompts_path
 from rlaif.evaluate.winrate import (
     WinrateConfig,
     checkpoint_fingerprint,
@@ -19,6 +22,8 @@ from rlaif.evaluate.winrate import (
     run_winrate,
     summarize,
 )
+from rlaif.prompts import builtin_prompts_path, load_prompts
+from rlaif.train.data import prompt_key
 
 ENV = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
 
@@ -188,3 +193,86 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
     proc = _cli("--policy", "smollm2", "--prompts", str(_prompts(tmp_path)), "--out", str(stray))
     assert proc.returncode == 1 and "not an rlaif evaluation directory" in proc.stderr
     assert sorted(p.name for p in stray.iterdir()) == ["notes.txt"]
+
+
+def _trained(tmp_path: Path, name: str, start: str, prompts: list[str], seed: int = 0) -> str:
+    """A tiny checkpoint whose train.json says it started from ``start`` and saw ``prompts``."""
+    path = tiny_checkpoint(tmp_path / name, seed=seed)
+    info = {
+        "method": "dpo",
+        "settings": {"model": start},
+        "train_prompts": sorted(prompt_key(p) for p in prompts),
+    }
+    (path / "train.json").write_text(json.dumps(info))
+    return f"hf:{path}"
+
+
+def test_shipped_heldout_prompts_are_not_the_builtin_ones():
+    """rlaif run labels the built-in prompts by default: the default evaluation must not."""
+    held = load_prompts(heldout_prompts_path())
+    builtin = load_prompts(builtin_prompts_path())
+    assert len(held) >= 20
+    assert {prompt_key(p.chat()) for p in held}.isdisjoint(prompt_key(p.chat()) for p in builtin)
+
+
+def test_default_prompts_leave_out_what_the_policy_was_trained_on(tmp_path):
+    held = load_prompts(heldout_prompts_path())
+    policy = _trained(tmp_path, "policy", "smollm2", [held[0].text, "Something else?"])
+    chosen = eval_prompts(None, [policy])
+    assert chosen.default and chosen.checked and chosen.overlap == [held[0].id]
+    assert [p.id for p in chosen.prompts] == [p.id for p in held[1:]]
+    assert len(eval_prompts(None, [policy], limit=3).prompts) == 3
+
+
+def test_named_prompts_seen_in_training_are_refused_naming_them(tmp_path):
+    start = tiny_checkpoint(tmp_path / "start")
+    prompts = _prompts(tmp_path, 3)
+    policy = _trained(tmp_path, "policy", f"hf:{start}", ["Say hello."])
+    out = tmp_path / "eval"
+    proc = _cli("--policy", policy, "--prompts", str(prompts), "--out", str(out), "--quiet")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "1 of 3 prompts are in the training data of" in lines[0] and "ids 3" in lines[0]
+    assert "--allow-overlap" in lines[0]
+    assert not out.exists()
+    with pytest.raises(InputError, match="ids 3"):
+        eval_prompts(str(prompts), [policy])
+    allowed = eval_prompts(str(prompts), [policy], allow_overlap=True)
+    assert allowed.overlap == ["3"] and len(allowed.prompts) == 3
+    assert eval_prompts(str(prompts), [policy], limit=2).overlap == []  # only the first two
+
+
+def test_default_baseline_is_the_starting_model_through_the_same_backend(tmp_path):
+    start = tiny_checkpoint(tmp_path / "start")
+    assert default_baseline(_trained(tmp_path, "a", f"hf:{start}", [])) == f"hf:{start}"
+    assert default_baseline(_trained(tmp_path, "b", str(start), [])) == f"hf:{start}"
+    # not the Q4_1 GGUF through llama.cpp: the same weights as the policy's start, in transformers
+    from rlaif.train.models import resolve_checkpoint
+
+    from_smollm2 = _trained(tmp_path, "c", "smollm2", [])
+    assert default_baseline(from_smollm2) == f"hf:{resolve_checkpoint('smollm2')}"
+    assert default_baseline("llamacpp:/models/x.gguf") == "smollm2"
+    with pytest.raises(InputError, match="name one with --baseline"):
+        default_baseline(f"hf:{start}")  # no train.json: rlaif did not train it
+
+
+def test_default_run_plays_the_starting_checkpoint(tmp_path):
+    start = tiny_checkpoint(tmp_path / "start", seed=3)
+    policy = _trained(tmp_path, "policy", f"hf:{start}", [], seed=4)
+    config = WinrateConfig(
+        policy=policy,
+        judge=f"hf:{start}",
+        out=tmp_path / "eval",
+        limit=1,
+        max_tokens=4,
+        resamples=20,
+    )
+    m = run_winrate(config)
+    assert m["baseline"] == f"hf:{start}" and m["baseline_default"] is True
+    assert m["prompts_file"] == str(heldout_prompts_path()) and m["n"] + m["unreadable"] == 1
+    assert m["prompt_selection"] == {
+        "default_heldout_set": True,
+        "training_prompts_known": True,
+        "overlap_ids": [],
+    }

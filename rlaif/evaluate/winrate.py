@@ -12,6 +12,11 @@ the policy's answer as A), so neither model gains from the judge's position bias
 ``win_rate = (wins + ties / 2) / n`` with a 95% percentile bootstrap interval over prompts;
 ``soft_win_rate`` is the mean of ``p`` (the judge's probability that the policy is better).
 
+By default (:mod:`rlaif.evaluate.heldout`) the prompts are the shipped held-out set minus any
+the models were trained on, and the baseline is the model the policy was trained from through
+the same backend; named prompts that overlap the training data are refused unless
+``allow_overlap``.
+
 Every model call goes through the directory's run store, so a killed evaluation started again
 continues where it stopped. ``pairs.jsonl`` and ``metrics.json`` are written when it is done,
 ``metrics.json`` last. A policy given as ``hf:DIR`` is cached under a fingerprint of its
@@ -34,9 +39,12 @@ from rlaif.backends.cached import CachedBackend
 from rlaif.compare import Judge
 from rlaif.constitution import load_constitution
 from rlaif.errors import RunError
+from rlaif.evaluate.heldout import default_baseline, eval_prompts
 from rlaif.evaluate.metrics import bootstrap_mean_ci
 from rlaif.generate import generate
-from rlaif.prompts import builtin_prompts_path, file_sha256, load_prompts
+from rlaif.prompts import file_sha256
+from rlaif.rule_judge import RuleJudge, check_judge_spec
+from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
 METRICS_FILE = "metrics.json"
@@ -51,10 +59,13 @@ class WinrateConfig:
     """One win-rate evaluation: who plays whom, on which prompts, judged how."""
 
     policy: str
-    baseline: str
     out: Path
-    #: held-out prompts file; None for the built-in set
+    #: the model it plays; None: the model the policy was trained from (same backend)
+    baseline: str | None = None
+    #: held-out prompts file; None for the shipped held-out set (minus training prompts)
     prompts: str | None = None
+    #: evaluate on named prompts even when some are in the models' training data
+    allow_overlap: bool = False
     judge: str = "smollm2"
     constitution: str = "default"
     limit: int | None = None
@@ -183,20 +194,30 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
     """Answer, judge and count; write ``pairs.jsonl`` and ``metrics.json``; return the metrics."""
     started = time.time()
     # Everything that can be wrong with the input is found before any model is loaded.
-    prompts_path = Path(config.prompts) if config.prompts else builtin_prompts_path()
-    prompts = load_prompts(prompts_path, limit=config.limit)
+    parse_model_spec(config.policy)
+    baseline = config.baseline or default_baseline(config.policy)
+    chosen = eval_prompts(
+        config.prompts,
+        [config.policy, baseline],
+        limit=config.limit,
+        allow_overlap=config.allow_overlap,
+    )
+    prompts, prompts_path = chosen.prompts, chosen.path
     constitution = load_constitution(config.constitution)
-    for spec in (config.policy, config.baseline, config.judge):
-        parse_model_spec(spec)
+    parse_model_spec(baseline)
+    check_judge_spec(config.judge)
     store = _open_out(config.out)
     # metrics.json marks a finished evaluation: none while this one is under way.
     (config.out / METRICS_FILE).unlink(missing_ok=True)
     progress = on_progress or (lambda stage, done, total: None)
     try:
         players = {"policy": _cached(config.policy, store)}
-        players["baseline"] = _cached(config.baseline, store)
-        judge_backend = CachedBackend(load_backend(config.judge), store)
-        judge = Judge(judge_backend, constitution, seed=config.seed)
+        players["baseline"] = _cached(baseline, store)
+        if is_programmatic(config.judge):  # a scoring function: no judge model to call
+            judge_backends, judge = [], RuleJudge(config.judge, constitution, seed=config.seed)
+        else:
+            judge_backends = [CachedBackend(load_backend(config.judge), store)]
+            judge = Judge(judge_backends[0], constitution, seed=config.seed)
         answers: dict[str, list[str]] = {}
         for role, backend in players.items():
             answers[role] = []
@@ -217,7 +238,7 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
             mine, theirs = answers["policy"][i], answers["baseline"][i]
             records.append(_judge_pair(judge, p, mine, theirs, config.tie_margin))
         progress("judge", len(prompts), len(prompts))
-        backends = [*players.values(), judge_backend]
+        backends = [*players.values(), *judge_backends]
         model_calls = sum(b.model_calls for b in backends)
         cached_calls = sum(b.cached_calls for b in backends)
     finally:
@@ -226,13 +247,15 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
     metrics.update(
         {
             "policy": config.policy,
-            "baseline": config.baseline,
+            "baseline": baseline,
+            "baseline_default": config.baseline is None,
             "judge": config.judge,
             "policy_fingerprint": checkpoint_fingerprint(config.policy),
-            "baseline_fingerprint": checkpoint_fingerprint(config.baseline),
+            "baseline_fingerprint": checkpoint_fingerprint(baseline),
             "prompts_file": str(prompts_path),
             "prompts_sha256": file_sha256(prompts_path),
             "prompts": len(prompts),
+            "prompt_selection": chosen.to_dict(),
             "constitution": {"name": constitution.name, "hash": constitution.hash},
             "config": {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
@@ -284,6 +307,7 @@ def _judge_pair(judge: Judge, p, mine: str, theirs: str, tie_margin: float) -> d
         "p_policy_shown_second": pref.p_a_order_ba,
         "position_consistent": pref.position_consistent,
         "principle_id": pref.principle_id,
+        "label_source": pref.label_source,
         "outcome": outcome(pref.p_a, tie_margin),
     }
 
@@ -294,13 +318,14 @@ def run_winrate_with_progress(config: WinrateConfig, *, show_progress: bool = Tr
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    progress = Progress(
+    from rlaif.progress import make_progress
+
+    progress = make_progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
         MofNCompleteColumn(),

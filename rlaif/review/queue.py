@@ -200,7 +200,8 @@ def as_text(value: str | list) -> str:
     """A response or prompt as plain text: chat messages are joined as ``role: content``."""
     if isinstance(value, str):
         return value
-    if len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
+    # one message (a response, or a text prompt in conversational form) reads as its text
+    if len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") != "system":
         return str(value[0].get("content", ""))
     return "\n\n".join(
         f"{m.get('role', '?')}: {m.get('content', '')}" if isinstance(m, dict) else str(m)

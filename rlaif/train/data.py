@@ -4,6 +4,10 @@ A record holds ``prompt`` (text, or a chat message list), ``chosen`` and ``rejec
 one assistant message each: TRL's conversational form) and ``p_chosen``, the judge's
 probability that ``chosen`` is the better response. A file without ``p_chosen`` anywhere
 (human-labelled TRL data) is read as hard labels, ``p_chosen = 1``.
+
+Pairs are grouped by the prompt itself (its messages; a text prompt is one user message), not
+by ``prompt_id``: the same prompt under two ids is one group, so a held-out split never puts
+it on both sides.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class PreferencePair:
     chosen: str | list[dict]
     rejected: str | list[dict]
     p_chosen: float
-    #: groups pairs of the same prompt (``prompt_id`` when given, else a hash of the prompt)
+    #: groups pairs of the same prompt: :func:`prompt_key` of the prompt
     group: str
     line: int
 
@@ -36,20 +40,59 @@ class PreferencePair:
 
     def messages(self, side: str) -> list[dict]:
         """The chat messages prompt + ``chosen`` or ``rejected`` (for a reward model)."""
-        prompt = self.prompt
-        msgs = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         answer = self.chosen if side == "chosen" else self.rejected
-        msgs += answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}]
-        return msgs
+        return as_messages(self.prompt, "user") + as_messages(answer, "assistant")
 
-    def to_trl(self) -> dict:
-        """The record as TRL's DPOTrainer reads it, with ``p_chosen`` kept."""
+    @property
+    def is_chat(self) -> bool:
+        """Whether any field came as chat messages (then it cannot be trained as plain text)."""
+        return any(isinstance(v, list) for v in (self.prompt, self.chosen, self.rejected))
+
+    def to_trl(self, *, conversational: bool = True) -> dict:
+        """The record as TRL's DPOTrainer reads it, with ``p_chosen`` kept.
+
+        Conversational (the default): ``prompt`` is a message list and ``chosen``/``rejected``
+        one assistant message each, so TRL applies the chat template, as generation does.
+        ``conversational=False`` passes text fields on as they are (for a base model without a
+        chat template: TRL then tokenizes ``prompt + chosen`` as plain text).
+        """
+        if conversational:
+            return {
+                "prompt": as_messages(self.prompt, "user"),
+                "chosen": as_messages(self.chosen, "assistant"),
+                "rejected": as_messages(self.rejected, "assistant"),
+                "p_chosen": self.p_chosen,
+            }
         return {
             "prompt": self.prompt,
             "chosen": self.chosen,
             "rejected": self.rejected,
             "p_chosen": self.p_chosen,
         }
+
+
+def as_messages(value: str | list[dict], role: str) -> list[dict]:
+    """A record field as chat messages: text becomes one message of ``role``."""
+    if isinstance(value, list):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    return [{"role": role, "content": value}]
+
+
+def prompt_key(prompt: str | list[dict]) -> str:
+    """A short hash identifying a prompt by its content, whatever form it was written in.
+
+    A text prompt and the same text as one user message give the same key; surrounding
+    whitespace is ignored. Used to group pairs by prompt and to find training prompts among
+    evaluation prompts.
+    """
+    msgs = [[m["role"], m["content"].strip()] for m in as_messages(prompt, "user")]
+    text = json.dumps(msgs, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def hard_target(p: float) -> float:
+    """The hard label of a soft one: 1 or 0 for the side preferred, 0.5 for an exact tie."""
+    return 1.0 if p > 0.5 else 0.0 if p < 0.5 else 0.5
 
 
 def _check_messages(value, where: str, field: str) -> None:
@@ -106,17 +149,13 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
             raise InputError(f"{where}: field 'p_chosen' must be a number in [0, 1], not {p!r}")
         if math.isnan(p):
             raise InputError(f"{where}: field 'p_chosen' is NaN")
-        group = rec.get("prompt_id")
-        if not isinstance(group, str) or not group:
-            text = json.dumps(rec["prompt"], sort_keys=True, ensure_ascii=False)
-            group = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         pairs.append(
             PreferencePair(
                 prompt=rec["prompt"],
                 chosen=rec["chosen"],
                 rejected=rec["rejected"],
                 p_chosen=float(p),
-                group=group,
+                group=prompt_key(rec["prompt"]),
                 line=n,
             )
         )

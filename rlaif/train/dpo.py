@@ -1,32 +1,41 @@
-"""DPO on AI-labelled preferences: TRL's DPOTrainer, with the judge's confidence used.
+"""DPO on AI-labelled preferences: TRL's DPOTrainer with a per-pair soft-label loss.
 
-How the label confidence ``p_chosen`` is used (two mechanisms, both documented in the CLI):
+The loss (``loss="soft"``, the default) is the conservative-DPO loss with each pair's own
+label smoothing, e_i = 1 - p_i, where p_i is the judge's ``p_chosen``:
 
-1. ``min_margin`` drops pairs with |p_chosen - 0.5| below it. The default is 0: the embedded
-   135M judge's labels sit within about 0.01 of a coin flip, and any useful threshold would
-   drop them all. With a capable judge, 0.1-0.2 removes the pairs it could not decide.
-2. ``weighting="confidence"`` (the default) draws the pairs of each step with probability
-   proportional to 2 * p_chosen - 1, the judge's confidence beyond chance. Why this and not
-   TRL's label smoothing: TRL's ``label_smoothing`` is one number for the whole data set
-   (and the ``robust`` loss that uses it divides by 1 - 2e, which explodes as labels approach
-   0.5), whereas each pair here has its own label. For a pair with soft label p, the gradient
-   of the soft-label DPO loss -p log s(bh) - (1 - p) log s(-bh) at the start of training
-   (h = 0) is (2p - 1) times the hard-label gradient; sampling pairs in proportion to 2p - 1
-   gives the same expected update direction with TRL's own loss and trainer, changing only
-   which pairs are drawn. Only the relative confidence is used: a judge unsure of every pair
-   still trains at the full learning rate on its surest pairs, so the effective number of
-   pairs (sum w)^2 / sum w^2 is printed; when it is small, the labels say little.
-   ``weighting="uniform"`` trains on the hard winners, every pair alike.
+    loss_i = -p_i log s(b h_i) - (1 - p_i) log s(-b h_i)
 
-Pairs whose ``p_chosen`` is below 0.5 (possible in files not written by ``rlaif run``) are
-turned around first, so ``chosen`` is always the side the label prefers.
+with h_i = (log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)). It is
+the cross-entropy of DPO's implied preference s(b h) against the soft label; its gradient is
+b (s(b h) - p) dh, so it stops pushing a pair once the policy's implied preference reaches the
+judge's p: a pair labelled 0.55 is pulled to 0.55, not to certainty. TRL's ``label_smoothing``
+is the same loss with one e for the whole data set (and its ``robust`` loss divides by
+1 - 2e, which explodes for labels near 0.5), so neither fits per-pair labels. For a pair with
+p = 1 (a human label, or a TRL file without ``p_chosen``) the soft loss *is* TRL's sigmoid
+loss, so human-labelled records get the hard loss they should without a switch.
+``loss="hard"`` trains every pair as a sure win (target 1; an exact tie, p = 0.5, gets 0.5).
+
+An earlier version drew pairs with probability proportional to 2p - 1 and trained each drawn
+pair as a hard win; that matches the soft objective's gradient only at the start of training
+(h = 0) and never stops pushing a drawn pair, so it was replaced by the loss above rather than
+combined with it (that would count the label twice).
+
+``min_margin`` drops pairs with |p_chosen - 0.5| below it (default 0: the embedded 135M
+judge's labels sit within about 0.01 of a coin flip). Pairs whose ``p_chosen`` is below 0.5
+(possible in files not written by ``rlaif run``) are turned around first.
+
+Every record is trained in TRL's conversational form (prompt = message list, chosen/rejected =
+one assistant message each), so TRL applies the tokenizer's chat template, as generation, the
+judge, GRPO and the reward model do. Only a tokenizer without a chat template (a base model)
+gets text records, which TRL tokenizes as ``prompt + chosen``.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -34,9 +43,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError
-from rlaif.train.data import PreferencePair, filter_by_margin, read_preferences
+from rlaif.train.data import PreferencePair, filter_by_margin, hard_target, read_preferences
 
-WEIGHTINGS = ("confidence", "uniform")
+LOSSES = ("soft", "hard")
+#: the dataset column (and batch key) holding each pair's training target
+TARGET = "dpo_target"
 
 
 @dataclass
@@ -61,8 +72,8 @@ class DPOSettings:
     max_length: int = 384
     #: drop pairs with |p_chosen - 0.5| below this
     min_margin: float = 0.0
-    #: "confidence": draw pairs in proportion to 2 p_chosen - 1; "uniform": hard labels
-    weighting: str = "confidence"
+    #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
+    loss: str = "soft"
     lora: bool = False
     seed: int = 0
 
@@ -79,8 +90,8 @@ class DPOSettings:
             )
         if not 0.0 <= self.min_margin < 0.5:
             raise ValueError(f"min_margin must be in [0, 0.5), not {self.min_margin}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
 
 
 def oriented(pair: PreferencePair) -> PreferencePair:
@@ -97,15 +108,9 @@ def oriented(pair: PreferencePair) -> PreferencePair:
     )
 
 
-def confidence_weights(p_chosen: list[float]) -> list[float]:
-    """2 p - 1 per pair (p >= 0.5): 0 for a coin flip, 1 for a sure label."""
-    return [max(0.0, 2.0 * p - 1.0) for p in p_chosen]
-
-
-def effective_pairs(weights: list[float]) -> float:
-    """(sum w)^2 / sum w^2: how many equally weighted pairs the weighted draw is worth."""
-    s2 = sum(w * w for w in weights)
-    return sum(weights) ** 2 / s2 if s2 else 0.0
+def target(pair: PreferencePair, loss: str) -> float:
+    """The probability the loss pulls DPO's implied preference towards, for an oriented pair."""
+    return pair.p_chosen if loss == "soft" else hard_target(pair.p_chosen)
 
 
 def select_pairs(settings: DPOSettings) -> tuple[list[PreferencePair], dict]:
@@ -118,64 +123,123 @@ def select_pairs(settings: DPOSettings) -> tuple[list[PreferencePair], dict]:
             f"{settings.data}: no pair has |p_chosen - 0.5| >= --min-margin {settings.min_margin} "
             f"(the largest is {margins[-1]:.4f}); lower --min-margin"
         )
-    counts = {"read": len(pairs), "kept": len(kept), "dropped_low_margin": len(pairs) - len(kept)}
-    if settings.weighting == "confidence":
-        weights = confidence_weights([p.p_chosen for p in kept])
-        if not any(weights):
-            raise InputError(
-                f"{settings.data}: every kept pair has p_chosen = 0.5 (a coin flip), so confidence "
-                "weighting has nothing to draw; use --weighting uniform to train on them anyway"
-            )
-        counts["effective_pairs"] = effective_pairs(weights)
-        counts["zero_weight"] = sum(1 for w in weights if w == 0)
-    else:
-        counts["effective_pairs"] = float(len(kept))
+    targets = [target(p, settings.loss) for p in kept]
+    if all(t == 0.5 for t in targets):
+        raise InputError(
+            f"{settings.data}: every kept pair has p_chosen = 0.5 (a coin flip): neither response "
+            "is better, so DPO has nothing to learn from them"
+        )
+    counts = {
+        "read": len(pairs),
+        "kept": len(kept),
+        "dropped_low_margin": len(pairs) - len(kept),
+        "ties": sum(1 for p in kept if p.p_chosen == 0.5),
+        "mean_target": sum(targets) / len(targets),
+    }
     return kept, counts
 
 
-def _trainer_class():
-    """DPOTrainer with a weighted draw of pairs when the data set carries ``weight``."""
+def soft_dpo_loss(h, p, beta: float):
+    """Per-pair loss -p log s(b h) - (1 - p) log s(-b h) (tensors h and p, one entry a pair)."""
+    import torch.nn.functional as F
+
+    return -(p * F.logsigmoid(beta * h) + (1 - p) * F.logsigmoid(-beta * h))
+
+
+def sequence_logps(outputs, completion_mask):
+    """Sum of the log-probabilities of each row's completion tokens, as TRL reduces them.
+
+    ``outputs`` is TRL's fused-LM-head output (``log_probs``: one per next token, zero where
+    the label is not a completion token).
+    """
+    return outputs.log_probs[:, -(completion_mask.size(1) - 1) :].sum(dim=1)
+
+
+def _trainer_classes():
+    """(trainer, collator) classes: TRL's, carrying each pair's target to the soft loss."""
+    from dataclasses import dataclass as _dataclass
+
     import torch
-    from torch.utils.data import WeightedRandomSampler
     from trl import DPOTrainer
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    class WeightedDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer; each pair drawn with probability proportional to its ``weight``."""
+    @_dataclass
+    class TargetCollator(DataCollatorForPreference):
+        """TRL's preference collator; the batch also holds each pair's target."""
 
-        def _get_train_sampler(self, train_dataset=None):
-            # ``train_dataset`` arrives with the unused columns removed; the rows are the same
-            # as ``self.train_dataset``'s, which still has the weights.
-            full = self.train_dataset
-            if "weight" not in full.column_names:
-                return super()._get_train_sampler(train_dataset)
-            generator = torch.Generator().manual_seed(self.args.seed)
-            return WeightedRandomSampler(
-                full["weight"], num_samples=len(full), replacement=True, generator=generator
-            )
+        def torch_call(self, examples):
+            batch = super().torch_call(examples)
+            batch[TARGET] = torch.tensor([e[TARGET] for e in examples], dtype=torch.float32)
+            return batch
 
-    return WeightedDPOTrainer
+    class SoftLabelDPOTrainer(DPOTrainer):
+        """TRL's DPOTrainer with the per-pair soft-label loss (reference log-probs precomputed).
+
+        TRL's own loss computation still runs, for its logged metrics (reward margins and
+        accuracies, log-probs); the loss returned for the optimizer is :func:`soft_dpo_loss`
+        of the same forward pass, whose output a thin wrapper around the model keeps.
+        """
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if TARGET not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, TARGET]
+
+        def compute_ref_log_probs(self, model, inputs):
+            inputs = {k: v for k, v in inputs.items() if k != TARGET}
+            return super().compute_ref_log_probs(model, inputs)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            inputs = dict(inputs)
+            p = inputs.pop(TARGET)
+            if "ref_chosen_logps" not in inputs:
+                raise RuntimeError("the soft-label loss needs precompute_ref_log_probs=True")
+            kept = []
+
+            def forward(*args, **kwargs):
+                kept.append(model(*args, **kwargs))
+                return kept[-1]
+
+            super()._compute_loss(forward, inputs, return_outputs=False)  # TRL's loss unused
+            outputs = kept[0]
+            logps = sequence_logps(outputs, inputs["completion_mask"])
+            chosen, rejected = logps.chunk(2, dim=0)
+            h = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
+            loss = soft_dpo_loss(h, p.to(h.dtype), self.beta).mean()
+            return (loss, outputs) if return_outputs else loss
+
+    return SoftLabelDPOTrainer, TargetCollator
 
 
-def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair]):
-    """A ``datasets.Dataset`` of the pairs in TRL's format, with ``weight`` when weighting."""
+def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair], tokenizer):
+    """A ``datasets.Dataset`` of the pairs in TRL's format, with each pair's target.
+
+    Conversational records (the chat template applies) unless the tokenizer has no chat
+    template; then text records, and InputError if a record is chat messages.
+    """
     import datasets
 
-    records = [p.to_trl() for p in pairs]
-    if settings.weighting == "confidence":
-        for rec, w in zip(records, confidence_weights([p.p_chosen for p in pairs]), strict=True):
-            rec["weight"] = w
+    conversational = bool(getattr(tokenizer, "chat_template", None))
+    if not conversational:
+        chat = next((p for p in pairs if p.is_chat), None)
+        if chat is not None:
+            raise InputError(
+                f"{settings.data}:{chat.line}: chat-message records need a model whose "
+                f"tokenizer has a chat template, and {settings.model} has none"
+            )
+    records = [
+        {**p.to_trl(conversational=conversational), TARGET: target(p, settings.loss)} for p in pairs
+    ]
     datasets.disable_progress_bars()
-    try:
-        return datasets.Dataset.from_list(records)
-    except (TypeError, ValueError) as e:  # pyarrow: text and chat prompts mixed
-        raise InputError(
-            f"{settings.data}: records mix text and chat-message fields; use one form ({e})"
-        ) from e
+    # one form throughout (pyarrow cannot mix text and message lists in a column)
+    return datasets.Dataset.from_list(records)
 
 
 def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
     """DPOConfig arguments: CPU-friendly, quiet, nothing saved by the trainer itself."""
     return dict(
+        # the reference's log-probs, once per pair before training; the soft loss reads them
+        precompute_ref_log_probs=True,
         output_dir=work_dir,
         max_steps=steps,
         per_device_train_batch_size=settings.batch_size,
@@ -198,9 +262,11 @@ def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
 
 
 def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str, callbacks=()):
-    """The DPO trainer for these pairs; the reference is a frozen copy of ``model``.
+    """The DPO trainer for these pairs; the reference is ``model`` as it is now.
 
-    With LoRA there is no copy: TRL computes the reference with the adapter turned off.
+    The reference's log-probabilities of every pair are computed when the trainer is built
+    (TRL's ``precompute_ref_log_probs``), so no frozen copy of the model is kept; with LoRA
+    TRL computes them with the adapter turned off.
     """
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig
@@ -210,29 +276,84 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
         # transformers 5 renames gradient_checkpointing; TRL's config still sets the old name
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
         args = DPOConfig(**_config(settings, steps, work_dir))
-    trainer = _trainer_class()(
-        model=model,
-        ref_model=None if settings.lora else copy.deepcopy(model),
-        args=args,
-        train_dataset=preference_dataset(settings, pairs),
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
+    trainer_class, collator_class = _trainer_classes()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    collator = collator_class(
+        pad_token_id=tokenizer.pad_token_id,
+        max_length=args.max_length,
+        truncation_mode=args.truncation_mode,
+        pad_to_multiple_of=args.pad_to_multiple_of,
     )
+    with _quiet_tqdm():
+        trainer = trainer_class(
+            model=model,
+            ref_model=None,
+            args=args,
+            data_collator=collator,
+            train_dataset=preference_dataset(settings, pairs, tokenizer),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
     trainer.remove_callback(PrinterCallback)  # the progress bar shows the loss instead
     return trainer
+
+
+@contextlib.contextmanager
+def _quiet_tqdm():
+    """No tqdm bar for TRL's reference pass: rlaif draws its own progress."""
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
+
+
+def dpo_example(settings: DPOSettings) -> str:
+    """The first training pair exactly as the model receives it, decoded from its token ids."""
+    from rlaif.train.example import pair_example
+    from rlaif.train.models import load_model_and_tokenizer
+
+    pairs, _ = select_pairs(settings)
+    model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
+    with tempfile.TemporaryDirectory(prefix="rlaif-dpo-") as work, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
+        # one pair: TRL's reference pass over the data set costs one forward
+        trainer = build_trainer(settings, pairs[:1], model, tokenizer, work)
+        batch = trainer.data_collator([trainer.train_dataset[0]])
+    first = pairs[0]
+    header = (
+        f"first training pair ({settings.data}:{first.line}, p_chosen {first.p_chosen:.4f}, "
+        f"target {float(batch[TARGET][0]):.4f}, --loss {settings.loss}), decoded from the "
+        "token ids the model receives:"
+    )
+    rows = {}
+    for i, side in enumerate(("chosen", "rejected")):
+        keep = batch["attention_mask"][i].bool()
+        rows[side] = (
+            batch["input_ids"][i][keep].tolist(),
+            batch["completion_mask"][i][keep].tolist(),
+        )
+    return pair_example(tokenizer, header, rows)
 
 
 def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     """Train a policy with DPO on ``settings.data``; save it to ``settings.out``; return info.
 
     The info (also written to ``DIR/train.json``) holds the settings, what was kept, the loss
-    per step and TRL's reward margins/accuracies of the last step.
+    per step, TRL's reward margins/accuracies of the last step, the record form trained on
+    and the keys of the prompts trained on (:mod:`rlaif.train.provenance`).
     """
     import torch
 
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_policy
     from rlaif.train.progress import trainer_progress_callback
+    from rlaif.train.provenance import training_record
 
     check_out_dir(settings.out)
     pairs, counts = select_pairs(settings)
@@ -264,6 +385,8 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
         "train_loop_seconds": runtime[-1] if runtime else None,
         "train_loop_cpu_seconds": cpu_seconds,
         "train_tokens": trainer.state.num_input_tokens_seen,
+        "format": "conversational" if getattr(tokenizer, "chat_template", None) else "text",
+        "train_prompts": training_record([p.prompt for p in pairs], settings.model),
     }
     train_json = json.dumps(info, indent=2) + "\n"
     save_policy(trainer.model, tokenizer, settings.out, extra={"train.json": train_json})

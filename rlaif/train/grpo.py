@@ -93,7 +93,11 @@ def make_reward(settings: GRPOSettings):
     if settings.reward == "judge":
         from rlaif.backends import load_backend
         from rlaif.constitution import load_constitution
+        from rlaif.rules import TrainingReward, is_programmatic, load_score_function
         from rlaif.train.judge_reward import JudgeReward
+
+        if is_programmatic(settings.judge):  # a TRL reward function, called by TRL itself
+            return TrainingReward(load_score_function(settings.judge))
 
         return JudgeReward(
             load_backend(settings.judge),
@@ -107,14 +111,15 @@ def make_reward(settings: GRPOSettings):
 
 def _check_inputs(settings: GRPOSettings):
     """Find everything wrong with the input before any model is loaded."""
-    from rlaif.backends import parse_model_spec
     from rlaif.constitution import load_constitution
     from rlaif.train.models import check_out_dir, resolve_checkpoint
 
     check_out_dir(settings.out)
     dataset = prompt_dataset(settings.data, settings.limit)
     if settings.reward == "judge":
-        parse_model_spec(settings.judge)
+        from rlaif.rule_judge import check_judge_spec
+
+        check_judge_spec(settings.judge)
         load_constitution(settings.constitution)
     else:
         resolve_checkpoint(settings.reward)
@@ -164,6 +169,32 @@ def _history(log_history: list[dict]) -> list[dict]:
     return steps
 
 
+def grpo_example(settings: GRPOSettings) -> str:
+    """The first prompt exactly as the policy receives it, decoded from its token ids.
+
+    TRL's GRPOTrainer renders a conversational prompt with the chat template and the
+    generation prompt (``add_generation_prompt=True``); the sampled response follows it.
+    """
+    from rlaif.train.example import decode, marker
+    from rlaif.train.models import load_tokenizer, resolve_checkpoint
+
+    dataset = prompt_dataset(settings.data, settings.limit)
+    tokenizer = load_tokenizer(resolve_checkpoint(settings.model))
+    ids = tokenizer.apply_chat_template(
+        conversation=[dataset[0]["prompt"]],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+    )["input_ids"][0]
+    return (
+        f"first training prompt ({settings.data}), decoded from the token ids the policy "
+        f"receives; each of the --num-generations {settings.num_generations} sampled "
+        "responses follows the marker, and the loss reads only those:\n"
+        f"=== prompt: {len(ids)} tokens ===\n"
+        f"{decode(tokenizer, list(ids))}{marker('sampled')}\n"
+    )
+
+
 def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
     """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds."""
     dataset = _check_inputs(settings)
@@ -173,6 +204,7 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
 
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train.models import load_model_and_tokenizer, save_policy
+    from rlaif.train.provenance import training_record
 
     started = time.time()
     torch.set_num_threads(_default_threads())
@@ -225,6 +257,7 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
         "last_reward": rewards[-1] if rewards else None,
         "prompts": len(dataset),
         "time_s": round(time.time() - started, 1),
+        "train_prompts": training_record(dataset["prompt"], settings.model),
     }
     save_policy(
         trainer.model,

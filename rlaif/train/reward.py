@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError
-from rlaif.train.data import PreferencePair, read_preferences, split_pairs
+from rlaif.train.data import PreferencePair, hard_target, read_preferences, split_pairs
 
 
 @dataclass
@@ -45,7 +45,7 @@ class RewardSettings:
     max_length: int = 512
     #: share of prompts held out for the final metrics
     held_out: float = 0.2
-    #: train on hard winners (target 1) instead of p_chosen, for comparison
+    #: train on hard winners (target 1 or 0; 0.5 for an exact tie) instead of p_chosen
     hard_labels: bool = False
     lora: bool = False
     seed: int = 0
@@ -178,7 +178,12 @@ def evaluate_pairs(
     return {
         "n": len(pairs),
         "accuracy": float(correct.mean()) if correct.size else None,
-        "accuracy_ci": bootstrap_mean_ci(correct.tolist()) if correct.size else None,
+        # pairs of one prompt are resampled together (a cluster bootstrap by prompt)
+        "accuracy_ci": (
+            bootstrap_mean_ci(correct, clusters=[p.group for p in pairs if p.p_chosen != 0.5])
+            if correct.size
+            else None
+        ),
         "brier": brier(pa, qa),
         "brier_constant_half": brier(pa, np.full_like(pa, 0.5)),
         "ece": ece(pa, qa),
@@ -186,6 +191,33 @@ def evaluate_pairs(
         "mean_p_model": float(qa.mean()),
         "mean_p_label": float(pa.mean()),
     }
+
+
+def reward_example(settings: RewardSettings) -> str:
+    """The first training pair exactly as the reward model reads it, decoded from its token ids."""
+    from rlaif.train.example import pair_example
+    from rlaif.train.models import load_tokenizer, resolve_checkpoint
+
+    pairs = read_preferences(settings.data)
+    train, _ = split_pairs(pairs, settings.held_out, settings.seed)
+    if not train:
+        raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
+    first = train[0]
+    tokenizer = load_tokenizer(resolve_checkpoint(settings.model))
+    tokenizer.truncation_side = "left"  # as RewardModel.load sets it
+    rm = RewardModel(None, tokenizer, settings.max_length)
+    batch = rm._encode([first.messages("chosen"), first.messages("rejected")])
+    rows = {}
+    for i, side in enumerate(("chosen", "rejected")):
+        keep = batch["attention_mask"][i].bool()
+        rows[side] = (batch["input_ids"][i][keep].tolist(), None)
+    p = hard_target(first.p_chosen) if settings.hard_labels else first.p_chosen
+    header = (
+        f"first training pair ({settings.data}:{first.line}, p_chosen {first.p_chosen:.4f}, "
+        f"target {p:.4f}), decoded from the token ids the reward model reads; the reward is "
+        "read at the last token of each sequence:"
+    )
+    return pair_example(tokenizer, header, rows)
 
 
 def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dict:
@@ -200,6 +232,7 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train.models import add_lora, check_out_dir, save_policy
     from rlaif.train.progress import training_progress
+    from rlaif.train.provenance import training_record
 
     check_out_dir(settings.out)
     pairs = read_preferences(settings.data)
@@ -235,7 +268,7 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
                 order += epoch
             batch, order = order[: settings.batch_size], order[settings.batch_size :]
             target = torch.tensor(
-                [float(p.p_chosen > 0.5) if settings.hard_labels else p.p_chosen for p in batch],
+                [hard_target(p.p_chosen) if settings.hard_labels else p.p_chosen for p in batch],
                 dtype=torch.float32,
             )
             loss = F.binary_cross_entropy_with_logits(pair_logits(rm, batch), target)
@@ -264,6 +297,7 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         "train_loop_seconds": loop_seconds,
         "train_loop_cpu_seconds": loop_cpu_seconds,
         "train_tokens": train_tokens,
+        "train_prompts": training_record([p.prompt for p in train], settings.model),
     }
     extra = {"train.json": json.dumps(info, indent=2) + "\n"}
     save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
