@@ -3,7 +3,7 @@
 Two file formats are read:
 
 * rlaif's own (YAML or JSON): ``{name, principles: [{id, critique, revision, comparison,
-  pointwise?}]}``; see ``rlaif/data/constitution.yaml`` for the documented default.
+  pointwise?, check?}]}``; see ``rlaif/data/constitution.yaml`` for the documented default.
 * llm-swarm's: ``{"constitutions": [{"critic": ..., "revision": ...}], "system_chat": ...}``, the
   critique/revision pairs of the Constitutional AI paper. Ids become ``cai-01``, ``cai-02``, ...
   and the comparison and pointwise questions are derived from the critique request.
@@ -34,6 +34,9 @@ class Principle:
     revision: str
     comparison: str
     pointwise: str = ""
+    #: a ``rule:`` or ``python:`` scoring function that decides a comparison when the two
+    #: responses score differently on it (see rlaif.rule_judge); "" for none
+    check: str = ""
 
     @property
     def pointwise_question(self) -> str:
@@ -54,7 +57,11 @@ class Constitution:
     @property
     def hash(self) -> str:
         """Content hash (sha256, 16 hex digits) of the principles; names and paths excluded."""
-        canonical = json.dumps([asdict(p) for p in self.principles], sort_keys=True)
+        # A principle without a check hashes as it did before checks existed.
+        fields = [
+            {k: v for k, v in asdict(p).items() if k != "check" or v} for p in self.principles
+        ]
+        canonical = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def get(self, principle_id: str) -> Principle:
@@ -135,7 +142,7 @@ def parse_constitution(data: object, source: str = "<memory>") -> Constitution:
             value = item.get(field)
             if not isinstance(value, str) or not value.strip():
                 raise ConstitutionError(f"{source}: {label}: field {field!r} is missing or empty")
-        unknown = set(item) - set(REQUIRED_FIELDS) - {"pointwise"}
+        unknown = set(item) - set(REQUIRED_FIELDS) - {"pointwise", "check"}
         if unknown:
             raise ConstitutionError(
                 f"{source}: {label}: unknown field(s) {', '.join(sorted(unknown))}"
@@ -153,9 +160,25 @@ def parse_constitution(data: object, source: str = "<memory>") -> Constitution:
                 revision=item["revision"].strip(),
                 comparison=item["comparison"].strip(),
                 pointwise=str(item.get("pointwise") or "").strip(),
+                check=_check(item.get("check"), source, label),
             )
         )
     return Constitution(str(data.get("name") or Path(source).stem), tuple(principles), source)
+
+
+def _check(value: object, source: str, label: str) -> str:
+    """A principle's optional check string, validated (not imported); "" when absent."""
+    from rlaif.rules import RuleError, check_spec
+
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ConstitutionError(f"{source}: {label}: field 'check' must be a string")
+    try:
+        check_spec(value)
+    except RuleError as e:
+        raise ConstitutionError(f"{source}: {label}: field 'check': {e}") from None
+    return value.strip()
 
 
 def _from_llm_swarm(data: dict, source: str) -> Constitution:

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 def is_server(spec: str) -> bool:
     """Whether a model string names a model behind a server (callable from many threads)."""
+    from rlaif.rules import is_programmatic
+
+    if is_programmatic(spec):  # a user's function runs in this process, one call at a time
+        return False
     return parse_model_spec(spec)[0] == "openai"
 
 

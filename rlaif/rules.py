@@ -1,0 +1,298 @@
+"""Programmatic judges: scoring functions named by one string, called as TRL calls rewards.
+
+===============================  ==========================================================
+``python:MODULE:FUNCTION``       any function ``f(prompts, completions, **kw) -> list[float]``
+                                 (TRL's reward-function signature), imported from MODULE
+                                 (a module on ``PYTHONPATH`` or installed)
+``rule:max_words=N``             1.0 when the response has at most N words, else 0.0
+``rule:min_words=N``             1.0 when it has at least N words
+``rule:contains=TEXT``           1.0 when it contains TEXT (case-insensitive)
+``rule:not_contains=TEXT``       1.0 when it does not contain TEXT (case-insensitive)
+``rule:regex=PATTERN``           1.0 when PATTERN (Python ``re``) matches somewhere in it
+``rule:json``                    1.0 when it is valid JSON (one surrounding ``` fence allowed)
+``rule:no_repeat``               1.0 unless a sentence of 3+ words occurs twice (loops, padding)
+``rule:no_pii``                  1.0 unless it holds an e-mail address or a phone number
+===============================  ==========================================================
+
+Outside training, rlaif calls the function with TRL's conversational form, the form rlaif's own
+GRPO data has: ``prompts`` is a list of message lists (a text prompt becomes one user message)
+and ``completions`` a list of ``[{"role": "assistant", "content": text}]``. The built-in rules
+accept plain strings too. The function must return one finite number per completion (``None``
+is allowed only in training, where TRL skips it); anything else raises :class:`RuleError`
+naming the function and the record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rlaif.errors import RlaifError
+
+PREFIXES = ("rule:", "python:")
+VALID_RULES = (
+    "rule:max_words=N, rule:min_words=N, rule:contains=TEXT, rule:not_contains=TEXT, "
+    "rule:regex=PATTERN, rule:json, rule:no_repeat, rule:no_pii, python:MODULE:FUNCTION"
+)
+
+
+class RuleError(RlaifError):
+    """A programmatic judge that cannot be loaded, or whose function failed or returned junk."""
+
+
+def is_programmatic(spec: object) -> bool:
+    """Whether a judge string names a programmatic judge (``rule:...`` or ``python:...``)."""
+    return isinstance(spec, str) and spec.strip().startswith(PREFIXES)
+
+
+def completion_text(value: object) -> str:
+    """The text of a prompt or completion in either TRL form (a string or chat messages).
+
+    For a message list this is the last message's content: the assistant's reply of a
+    completion, the user's last turn of a prompt.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return str(value.get("content", ""))
+    if isinstance(value, list | tuple) and value:
+        return completion_text(value[-1])
+    return ""
+
+
+# -- built-in rules ---------------------------------------------------------------------------
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+_FENCE = re.compile(r"^```[A-Za-z]*\s*\n(.*)\n\s*```$", re.DOTALL)
+_SENTENCE = re.compile(r"[.!?\n]+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_PHONE = re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")
+
+
+def _is_json(text: str) -> bool:
+    text = text.strip()
+    fenced = _FENCE.match(text)
+    try:
+        json.loads(fenced.group(1) if fenced else text)
+    except ValueError:
+        return False
+    return True
+
+
+def _no_repeat(text: str) -> bool:
+    seen: set[str] = set()
+    for sentence in _SENTENCE.split(text.lower()):
+        words = re.findall(r"\w+", sentence)
+        if len(words) < 3:
+            continue
+        key = " ".join(words)
+        if key in seen:
+            return False
+        seen.add(key)
+    return True
+
+
+def _no_pii(text: str) -> bool:
+    if _EMAIL.search(text):
+        return False
+    # a phone number: 9+ digits in one run of digits, spaces, dots, dashes, brackets
+    return not any(sum(c.isdigit() for c in m.group()) >= 9 for m in _PHONE.finditer(text))
+
+
+def _int_arg(spec: str, name: str, arg: str) -> int:
+    try:
+        value = int(arg)
+    except ValueError:
+        raise RuleError(f"{spec}: {name} needs a whole number, not {arg!r}") from None
+    if value < 0:
+        raise RuleError(f"{spec}: {name} must be >= 0, not {value}")
+    return value
+
+
+def _text_arg(spec: str, name: str, arg: str) -> str:
+    if not arg:
+        raise RuleError(f"{spec}: {name} needs a value, e.g. rule:{name}=TEXT")
+    return arg
+
+
+def _builtin(spec: str) -> Callable[[str], bool]:
+    """The pass/fail test of one text that a ``rule:`` string names; RuleError if unknown."""
+    body = spec.strip().removeprefix("rule:")
+    name, has_arg, arg = body.partition("=")
+    if name == "max_words":
+        limit = _int_arg(spec, name, arg)
+        return lambda text: _words(text) <= limit
+    if name == "min_words":
+        least = _int_arg(spec, name, arg)
+        return lambda text: _words(text) >= least
+    if name == "contains":
+        needle = _text_arg(spec, name, arg).lower()
+        return lambda text: needle in text.lower()
+    if name == "not_contains":
+        needle = _text_arg(spec, name, arg).lower()
+        return lambda text: needle not in text.lower()
+    if name == "regex":
+        try:
+            pattern = re.compile(_text_arg(spec, name, arg))
+        except re.error as e:
+            raise RuleError(f"{spec}: not a valid regular expression ({e})") from None
+        return lambda text: pattern.search(text) is not None
+    tests = {"json": _is_json, "no_repeat": _no_repeat, "no_pii": _no_pii}
+    if name in tests and not has_arg:
+        return tests[name]
+    raise RuleError(f"unknown rule {spec!r}; valid forms: {VALID_RULES}")
+
+
+class BuiltinRule:
+    """A built-in rule as a TRL reward function: 1.0 for each completion that passes, else 0.0."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec.strip()
+        self.test = _builtin(self.spec)
+        #: TRL names a reward's logged metrics after this
+        self.__name__ = self.spec.removeprefix("rule:").partition("=")[0]
+
+    def __call__(
+        self, prompts: Sequence[object], completions: Sequence[object], **_: object
+    ) -> list[float]:
+        """One score per completion: 1.0 when it passes the rule, 0.0 when it fails."""
+        return [1.0 if self.test(completion_text(c)) else 0.0 for c in completions]
+
+
+def _import_function(spec: str) -> Callable:
+    """The function a ``python:MODULE:FUNCTION`` string names; RuleError naming what is wrong."""
+    body = spec.strip().removeprefix("python:")
+    module_name, _, function_name = body.rpartition(":")
+    if not module_name or not function_name:
+        raise RuleError(f"{spec}: write python:MODULE:FUNCTION (e.g. python:my_rewards:length)")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise RuleError(
+                f"{spec}: no module named {module_name!r}; install it or put the folder that "
+                "holds it on PYTHONPATH"
+            ) from None
+        raise RuleError(f"{spec}: importing {module_name!r} failed: {e}") from e
+    except Exception as e:  # the user's module raised while importing
+        raise RuleError(f"{spec}: importing {module_name!r} failed: {type(e).__name__}: {e}") from e
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise RuleError(f"{spec}: module {module_name!r} has no attribute {function_name!r}")
+    if not callable(function):
+        raise RuleError(f"{spec}: {module_name}.{function_name} is not callable")
+    return function
+
+
+@dataclass(frozen=True)
+class ScoreFunction:
+    """A scoring function named by a judge string, with TRL's reward-function signature."""
+
+    spec: str
+    function: Callable
+
+    @property
+    def name(self) -> str:
+        """How errors and logs name the function (``module.function`` or the rule string)."""
+        if self.spec.startswith("python:"):
+            return self.spec.removeprefix("python:").replace(":", ".")
+        return self.spec
+
+    def __call__(self, prompts: Sequence[object], completions: Sequence[object]) -> list[float]:
+        """One finite score per completion; RuleError naming the function and the record."""
+        try:
+            scores = self.function(prompts=list(prompts), completions=list(completions))
+        except Exception as e:
+            raise RuleError(
+                f"{self.name} raised {type(e).__name__}: {e} (called on records "
+                f"0-{len(completions) - 1}: {_preview(completions)})"
+            ) from e
+        return validate_scores(self.name, scores, completions)
+
+
+def _preview(completions: Sequence[object]) -> str:
+    texts = [completion_text(c) for c in completions]
+    return "; ".join(f"{i}: {t[:40]!r}" for i, t in enumerate(texts[:3]))
+
+
+def validate_scores(
+    name: str, scores: object, completions: Sequence[object], *, allow_none: bool = False
+) -> list[float]:
+    """``scores`` as floats if it is one finite number per completion; RuleError otherwise.
+
+    ``allow_none`` lets a record's score be None (TRL's GRPO skips it as NaN).
+    """
+    if not isinstance(scores, list | tuple):
+        raise RuleError(
+            f"{name} returned {type(scores).__name__}, not a list of numbers "
+            f"(one per completion, TRL's reward-function signature)"
+        )
+    if len(scores) != len(completions):
+        raise RuleError(
+            f"{name} returned {len(scores)} scores for {len(completions)} completions; "
+            "it must return one per completion"
+        )
+    out = []
+    for i, s in enumerate(scores):
+        if s is None and allow_none:
+            out.append(None)
+            continue
+        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+            raise RuleError(
+                f"{name} returned {s!r} for record {i} "
+                f"({completion_text(completions[i])[:60]!r}); expected a finite number"
+            )
+        out.append(float(s))
+    return out
+
+
+class TrainingReward:
+    """A scoring function handed to TRL's GRPOTrainer: every keyword TRL passes goes through,
+    and its output is checked (None allowed: TRL leaves that record out)."""
+
+    def __init__(self, score_function: ScoreFunction) -> None:
+        self.score_function = score_function
+        #: TRL names the reward's logged metrics after this
+        self.__name__ = getattr(score_function.function, "__name__", score_function.name)
+
+    def __call__(self, prompts: list, completions: list, **kwargs: object) -> list[float | None]:
+        """One reward per completion, as TRL calls a reward function."""
+        name = self.score_function.name
+        try:
+            scores = self.score_function.function(
+                prompts=prompts, completions=completions, **kwargs
+            )
+        except Exception as e:
+            raise RuleError(
+                f"{name} raised {type(e).__name__}: {e} (called on records "
+                f"0-{len(completions) - 1}: {_preview(completions)})"
+            ) from e
+        return validate_scores(name, scores, completions, allow_none=True)
+
+
+def load_score_function(spec: str) -> ScoreFunction:
+    """The scoring function a ``rule:`` or ``python:`` string names; RuleError if it cannot."""
+    spec = (spec or "").strip()
+    if spec.startswith("rule:"):
+        return ScoreFunction(spec, BuiltinRule(spec))
+    if spec.startswith("python:"):
+        return ScoreFunction(spec, _import_function(spec))
+    raise RuleError(f"{spec!r} is not a programmatic judge; valid forms: {VALID_RULES}")
+
+
+def check_spec(spec: str) -> None:
+    """Fail early (RuleError) on a ``rule:`` string that names no rule; imports nothing."""
+    if spec.strip().startswith("rule:"):
+        _builtin(spec)
+    elif spec.strip().startswith("python:"):
+        body = spec.strip().removeprefix("python:")
+        if ":" not in body or not all(body.rpartition(":")[::2]):
+            raise RuleError(f"{spec}: write python:MODULE:FUNCTION")
+    else:
+        raise RuleError(f"{spec!r} is not a check; valid forms: {VALID_RULES}")
