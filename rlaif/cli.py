@@ -8,6 +8,7 @@ import sys
 import click
 from rich.console import Console
 
+from rlaif.cli_doctor import doctor
 from rlaif.cli_eval import eval_group, report
 from rlaif.cli_review import export, review
 from rlaif.cli_rl import grpo, loop, winrate
@@ -19,6 +20,11 @@ console = Console(stderr=True)
 MODEL_HELP = (
     "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
     "hf:DIR (a local checkpoint, e.g. from rlaif train)."
+)
+
+RULE_HELP = (
+    "Or a programmatic judge: rule:max_words=N, rule:contains=TEXT, rule:json, ... or "
+    "python:MODULE:FUNCTION (a TRL reward function)."
 )
 
 
@@ -44,7 +50,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--judge", default="smollm2", show_default=True, help=MODEL_HELP)
+@click.option("--judge", default="smollm2", show_default=True, help=MODEL_HELP + " " + RULE_HELP)
 @click.option("--prompt", required=True, help="The user request both responses answer.")
 @click.option("--a", "a", required=True, help="Response A.")
 @click.option("--b", "b", required=True, help="Response B.")
@@ -65,16 +71,21 @@ def compare(judge, prompt, a, b, mode, one_order, cot, clamp, constitution, seed
     from rlaif.backends import load_backend
     from rlaif.compare import CAI_CLAMP, Judge
     from rlaif.constitution import load_constitution
+    from rlaif.rule_judge import RuleJudge
+    from rlaif.rules import is_programmatic
 
-    j = Judge(
-        load_backend(judge),
-        load_constitution(constitution),
-        seed=seed,
-        mode=mode,
-        both_orders=not one_order,
-        cot=cot,
-        clamp=CAI_CLAMP if clamp else None,
-    )
+    if is_programmatic(judge):  # a scoring function: sigmoid of the score difference
+        j = RuleJudge(judge, load_constitution(constitution), seed=seed)
+    else:
+        j = Judge(
+            load_backend(judge),
+            load_constitution(constitution),
+            seed=seed,
+            mode=mode,
+            both_orders=not one_order,
+            cot=cot,
+            clamp=CAI_CLAMP if clamp else None,
+        )
     pref = j.compare(prompt, a, b)
     if as_json:
         _emit(pref.to_dict())
@@ -84,9 +95,17 @@ def compare(judge, prompt, a, b, mode, one_order, cot, clamp, constitution, seed
         return
     winner = "A" if pref.p_a > 0.5 else "B" if pref.p_a < 0.5 else "tie"
     click.echo(f"p(A better) = {pref.p_a:.3f}  ->  {winner}")
-    click.echo(f"  A shown first: {pref.p_a_order_ab:.3f}   B shown first: {pref.p_a_order_ba:.3f}")
+    if pref.label_source == "rule":  # a scoring function decided: its scores, no order
+        click.echo(f"  score of A: {pref.score_a:g}   of B: {pref.score_b:g}   judge: {pref.judge}")
+        return
+    if pref.mode == "pointwise":  # each response asked alone: no order, no position figure
+        click.echo(f"  p(Yes) for A: {pref.p_yes_a:.3f}   for B: {pref.p_yes_b:.3f}")
+    else:
+        shown = [("A shown first", pref.p_a_order_ab), ("B shown first", pref.p_a_order_ba)]
+        click.echo("   ".join(f"  {k}: {v:.3f}" for k, v in shown if v is not None))
+    consistent = "n/a" if pref.position_consistent is None else pref.position_consistent
     click.echo(
-        f"  position consistent: {pref.position_consistent}   principle: {pref.principle_id}"
+        f"  position consistent: {consistent}   principle: {pref.principle_id}"
         f"   judge: {pref.judge}   method: {pref.method}   tokens: {pref.prompt_tokens}"
     )
 
@@ -178,7 +197,10 @@ def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
     "--policy", default="smollm2", show_default=True, help="Model that answers. " + MODEL_HELP
 )
 @click.option(
-    "--judge", default="smollm2", show_default=True, help="Model that judges. " + MODEL_HELP
+    "--judge",
+    default="smollm2",
+    show_default=True,
+    help="Model that judges. " + MODEL_HELP + " " + RULE_HELP,
 )
 @click.option(
     "--constitution",
@@ -228,6 +250,12 @@ def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
     show_default=True,
     type=click.FloatRange(0, 0.5, max_open=True),
     help="Pairs with |p - 0.5| below this go to low_margin.jsonl.",
+)
+@click.option(
+    "--text-format",
+    is_flag=True,
+    help="Write text prompts and their responses as bare strings (for base models without a "
+    "chat template). Default: TRL's conversational form, so training applies the chat template.",
 )
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Use the first N prompts.")
 @click.option("--seed", default=0, show_default=True, help="Seed of sampling and principle draws.")
@@ -373,17 +401,16 @@ def synth_prompts(model, n, seeds, kind, constitution, seed, max_attempts, out):
     """Write new prompts with a model, deduplicated, as a prompts file for `rlaif run`."""
     from pathlib import Path
 
-    from rich.progress import Progress
-
     from rlaif.backends import load_backend
     from rlaif.constitution import load_constitution
+    from rlaif.progress import make_progress
     from rlaif.prompts import load_prompts
     from rlaif.synth import synth_prompts as do_synth
 
     seed_texts = [p.text for p in load_prompts(seeds)]
     kinds = ("helpful", "harmless") if kind == "both" else (kind,)
     backend = load_backend(model)
-    with Progress(console=console) as progress:
+    with make_progress(console=console) as progress:
         task = progress.add_task("synthesize", total=n)
         result = do_synth(
             backend,
@@ -416,10 +443,13 @@ cli.add_command(train_group)
 cli.add_command(loop)
 cli.add_command(review)
 cli.add_command(export)
+cli.add_command(doctor)
 
 
 def _print_run_summary(out, info: dict) -> None:
     from rich.table import Table
+
+    from rlaif.generate import truncation_summary
 
     stats = info["stats"]
     counts = info["counts"]
@@ -439,8 +469,15 @@ def _print_run_summary(out, info: dict) -> None:
             f"{counts['preferences']} / {counts['low_margin']} / {counts['unreadable']}",
         ),
         ("sft records (revisions)", counts["sft"]),
+        ("cut off at --max-tokens", truncation_summary(info.get("truncated"))),
         ("mean |p - 0.5|", "-" if stats["mean_margin"] is None else f"{stats['mean_margin']:.3f}"),
-        ("position consistency", pct(stats["position_consistency_rate"])),
+        ("decided by rule / AI", _source_summary(stats.get("label_source"))),
+        (
+            "position consistency",  # None: never asked in both orders (pointwise, one order)
+            "n/a"
+            if stats["position_consistency_rate"] is None
+            else pct(stats["position_consistency_rate"]),
+        ),
         ("model calls / from store", f"{info['model_calls']} / {info['cached_calls']}"),
         ("retried requests", _retry_summary(info.get("requests", {}).get("retries"))),
         ("tokens", f"{info['tokens']['total']:,}"),
@@ -452,6 +489,15 @@ def _print_run_summary(out, info: dict) -> None:
     for k, v in rows:
         table.add_row(k, str(v))
     Console().print(table)
+    for warning in info.get("warnings") or []:
+        click.echo(f"warning: {warning}")
+
+
+def _source_summary(sources: dict | None) -> str:
+    """Labels decided by a rule (a principle's check, a rule judge) and by the AI judge."""
+    if not sources:
+        return "-"
+    return f"{sources.get('rule', 0)} / {sources.get('ai', 0)}"
 
 
 def _retry_summary(retries: dict | None) -> str:

@@ -5,8 +5,10 @@ Pairwise mode asks "A or B?" in both orders and averages, ``p = (p_ab + 1 - q_ba
 value is kept and ``position_consistent`` says whether both orders prefer the same response.
 Pointwise mode asks a yes/no question about each response alone and gives
 ``sigmoid(score_a - score_b)`` with ``score = log p(Yes) - log p(No)``; its scores are cached so
-n responses to one prompt cost n judge calls, not one per pair. A reply that cannot be read
-gives ``p_a = None``: it is never turned into a win for either side.
+n responses to one prompt cost n judge calls, not one per pair. Nothing is shown in an order,
+so its order fields and ``position_consistent`` are None (not measured), and each response's
+p(Yes) is kept as ``p_yes_a`` / ``p_yes_b``. A reply that cannot be read gives
+``p_a = None``: it is never turned into a win for either side.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ class Preference:
     completion_tokens: int = 0
     cached_tokens: int = 0
     rationales: list[str] = field(default_factory=list)
+    #: pointwise only: p("Yes") that response A / B meets the principle, each asked alone
+    p_yes_a: float | None = None
+    p_yes_b: float | None = None
+    #: who decided: "ai" (the judge model) or "rule" (a principle's check, or a rule judge)
+    label_source: str = "ai"
+    #: rule labels only: the scoring function's score of response A / B
+    score_a: float | None = None
+    score_b: float | None = None
 
     @property
     def readable(self) -> bool:
@@ -86,6 +96,14 @@ def probability_from_scores(scores: ChoiceScores, choices: tuple[str, str]) -> f
     top = max(first, second)
     e1, e2 = math.exp(first - top), math.exp(second - top)
     return e1 / (e1 + e2)
+
+
+def orders_agree(p_ab: float, p_ba: float) -> bool:
+    """Whether both orders give the same answer: A, B, or (exactly 0.5) neither.
+
+    A 0.5 is neither side, so 0.5 in one order and B in the other is not consistent.
+    """
+    return (p_ab > 0.5, p_ab < 0.5) == (p_ba > 0.5, p_ba < 0.5)
 
 
 def parse_verdict(text: str, choices: tuple[str, str]) -> float | None:
@@ -142,6 +160,10 @@ class Judge:
         self.cot_temperature = cot_temperature
         self.cot_seed = cot_seed
         self._scores: dict[tuple[str, str, str], OrderResult] = {}
+        from rlaif.rule_judge import load_checks
+
+        #: the loaded check of each principle that has one (rlaif.rule_judge)
+        self.checks = load_checks(constitution)
 
     # -- principle choice -------------------------------------------------------------------
     def principle_for_pair(self, prompt: str, a: str, b: str) -> Principle:
@@ -159,6 +181,14 @@ class Judge:
         ``principle`` overrides the sampled one (an ensemble over principles asks several).
         """
         principle = principle or self.principle_for_pair(prompt, a, b)
+        if principle.id in self.checks:
+            from rlaif.rule_judge import check_preference
+
+            decided = check_preference(
+                self.checks[principle.id], prompt, a, b, principle, self.constitution, self.mode
+            )
+            if decided is not None:
+                return decided
         if self.mode == "pointwise":
             return self._pointwise(prompt, a, b, principle)
         ab = self._ask(prompt, a, b, principle)
@@ -172,7 +202,7 @@ class Judge:
                 p_a, consistent = None, None
             else:
                 p_a = (p_ab + p_ba) / 2
-                consistent = (p_ab > 0.5) == (p_ba > 0.5)
+                consistent = orders_agree(p_ab, p_ba)
         else:
             p_ba, p_a, consistent = None, p_ab, None
         return Preference(
@@ -249,11 +279,12 @@ class Judge:
         p_a = None
         if sa.p_first is not None and sb.p_first is not None:
             p_a = _sigmoid(_logit(sa.p_first) - _logit(sb.p_first))
+        # Each response is asked alone: no order was shown, so no order figure was measured.
         return Preference(
             p_a=p_a,
-            p_a_order_ab=p_a,
-            p_a_order_ba=p_a,
-            position_consistent=None if p_a is None else True,
+            p_a_order_ab=None,
+            p_a_order_ba=None,
+            position_consistent=None,
             principle_id=principle.id,
             constitution_hash=self.constitution.hash,
             judge=self.backend.model_id,
@@ -262,6 +293,8 @@ class Judge:
             prompt_tokens=sa.prompt_tokens + sb.prompt_tokens,
             completion_tokens=sa.completion_tokens + sb.completion_tokens,
             cached_tokens=sa.cached_tokens + sb.cached_tokens,
+            p_yes_a=sa.p_first,
+            p_yes_b=sb.p_first,
         )
 
 

@@ -33,15 +33,33 @@ OUTPUT_FILES = (
 RUN_JSON = "run.json"
 
 
-def _completion(prompt: Prompt, text: str) -> str | list[dict]:
-    """A response as TRL expects it: text, or one assistant message for chat prompts."""
-    return [{"role": "assistant", "content": text}] if prompt.is_chat else text
+def record_prompt(prompt: Prompt, text_format: bool = False) -> str | list[dict]:
+    """The ``prompt`` field: the message list, or the bare text with ``text_format``."""
+    return prompt.text if text_format and not prompt.is_chat else prompt.chat()
+
+
+def _completion(prompt: Prompt, text: str, text_format: bool = False) -> str | list[dict]:
+    """A response field: one assistant message, or the bare text with ``text_format``."""
+    return text if text_format and not prompt.is_chat else [{"role": "assistant", "content": text}]
 
 
 def preference_record(
-    prompt: Prompt, a: str, b: str, pref: Preference, *, policy: str, pair_type: str
+    prompt: Prompt,
+    a: str,
+    b: str,
+    pref: Preference,
+    *,
+    policy: str,
+    pair_type: str,
+    truncated: tuple[bool | None, bool | None] = (None, None),
+    text_format: bool = False,
 ) -> tuple[str, dict]:
-    """(file name, record) for one labelled pair; chosen is the side with p > 0.5."""
+    """(file name, record) for one labelled pair; chosen is the side with p > 0.5.
+
+    ``truncated`` says whether ``a`` and ``b`` were cut off at the token limit (None:
+    unknown); records carry it as ``chosen_truncated`` / ``rejected_truncated`` (unreadable
+    pairs: ``response_a_truncated`` / ``response_b_truncated``).
+    """
     base = {
         "prompt_id": prompt.id,
         "pair_type": pair_type,
@@ -54,16 +72,20 @@ def preference_record(
         "position_consistent": pref.position_consistent,
         "prompt_tokens": pref.prompt_tokens,
         "completion_tokens": pref.completion_tokens,
+        "label_source": pref.label_source,
     }
     if pref.cot:
         base["rationales"] = pref.rationales
     if pref.p_a is None:
         return "unreadable.jsonl", {
-            "prompt": prompt.for_record(),
-            "response_a": _completion(prompt, a),
-            "response_b": _completion(prompt, b),
+            "prompt": record_prompt(prompt, text_format),
+            "response_a": _completion(prompt, a, text_format),
+            "response_b": _completion(prompt, b, text_format),
+            "response_a_truncated": truncated[0],
+            "response_b_truncated": truncated[1],
             "p_a_order_ab": pref.p_a_order_ab,
             "p_a_order_ba": pref.p_a_order_ba,
+            **_pointwise_scores(pref, ("p_yes_a", "p_yes_b"), a_first=True),
             **base,
         }
     a_wins = pref.p_a >= 0.5
@@ -73,16 +95,38 @@ def preference_record(
         return None if p is None else (p if a_wins else 1.0 - p)
 
     record = {
-        "prompt": prompt.for_record(),
-        "chosen": _completion(prompt, chosen),
-        "rejected": _completion(prompt, rejected),
+        "prompt": record_prompt(prompt, text_format),
+        "chosen": _completion(prompt, chosen, text_format),
+        "rejected": _completion(prompt, rejected, text_format),
         "p_chosen": round(flip(pref.p_a), 6),
         # probability that the chosen response is better when it is shown first / second
         "p_chosen_shown_first": _round(flip(pref.p_a_order_ab if a_wins else pref.p_a_order_ba)),
         "p_chosen_shown_second": _round(flip(pref.p_a_order_ba if a_wins else pref.p_a_order_ab)),
+        **_pointwise_scores(pref, ("p_yes_chosen", "p_yes_rejected"), a_first=a_wins),
+        **_rule_scores(pref, a_first=a_wins),
+        # cut off at the token limit (None: unknown); filter on these to drop cut-off pairs
+        "chosen_truncated": truncated[0] if a_wins else truncated[1],
+        "rejected_truncated": truncated[1] if a_wins else truncated[0],
         **base,
     }
     return "preferences.jsonl", record
+
+
+def _pointwise_scores(pref: Preference, names: tuple[str, str], *, a_first: bool) -> dict:
+    """Pointwise only: each response's own p("Yes") under its name (no order was shown, so
+    ``p_chosen_shown_first``/``second`` and ``position_consistent`` stay null)."""
+    if pref.mode != "pointwise":
+        return {}
+    first, second = (pref.p_yes_a, pref.p_yes_b) if a_first else (pref.p_yes_b, pref.p_yes_a)
+    return {names[0]: _round(first), names[1]: _round(second)}
+
+
+def _rule_scores(pref: Preference, *, a_first: bool) -> dict:
+    """Rule labels only: the scoring function's score of the chosen and rejected response."""
+    if pref.label_source != "rule":
+        return {}
+    first, second = (pref.score_a, pref.score_b) if a_first else (pref.score_b, pref.score_a)
+    return {"score_chosen": first, "score_rejected": second}
 
 
 def _round(p: float | None) -> float | None:

@@ -44,10 +44,19 @@ from rlaif.executor import (
     ordered_map,
     stage_concurrency,
 )
-from rlaif.generate import generate
-from rlaif.outputs import OUTPUT_FILES, RUN_JSON, OutputWriter, preference_record
+from rlaif.generate import Response, sample_responses
+from rlaif.label_signal import no_signal_warning
+from rlaif.outputs import (
+    OUTPUT_FILES,
+    RUN_JSON,
+    OutputWriter,
+    preference_record,
+    record_prompt,
+)
 from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
 from rlaif.ratelimit import RequestPolicy
+from rlaif.rule_judge import RuleJudge, check_judge_spec
+from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
 
@@ -70,6 +79,9 @@ class RunConfig:
     cot: bool = False
     #: pairs with |p - 0.5| below this go to low_margin.jsonl instead of preferences.jsonl
     min_margin: float = 0.0
+    #: write text prompts and their responses as bare strings (for base models) instead of
+    #: TRL's conversational form (message lists); the store is the same either way
+    text_format: bool = False
     limit: int | None = None
     seed: int = 0
     temperature: float = 0.8
@@ -139,6 +151,11 @@ class RunConfig:
                 "process, which takes one llama.cpp call at a time; use --concurrency 1, a model "
                 "behind a server (openai:MODEL@URL), or --executor ray (one model per worker)"
             )
+        if self.executor == "ray" and is_programmatic(self.judge):
+            raise ValueError(
+                f"--judge {self.judge} runs in this process, not on Ray workers; "
+                "use --executor local"
+            )
         if self.executor == "ray" and self.max_cost is not None:
             raise ValueError(
                 "--max-cost is checked in this process, not on Ray workers; "
@@ -205,13 +222,14 @@ def _progress(show: bool):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return Progress(
+    from rlaif.progress import make_progress
+
+    return make_progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -230,7 +248,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     prompts = load_prompts(prompts_path, limit=config.limit)
     constitution = load_constitution(config.constitution)
     parse_model_spec(config.policy)
-    parse_model_spec(config.judge)
+    check_judge_spec(config.judge)
     prices = load_price_table(config.price_file, config.price_in, config.price_out)
     if config.dry_run:
         estimate = estimate_run(config, prompts, constitution, prices)
@@ -248,12 +266,21 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         budget = _budget(config, prices)
         requests = config.request_policy()
         policy_model = apply_request_policy(load_backend(config.policy), requests)
-        judge_model = apply_request_policy(load_backend(config.judge), requests)
+        # A programmatic judge has no model: the policy critiques its own responses.
+        judge_model = (
+            policy_model
+            if is_programmatic(config.judge)
+            else apply_request_policy(load_backend(config.judge), requests)
+        )
         retries_before = _retries(policy_model, judge_model)
         policy = CachedBackend(_budgeted(policy_model, budget), store)
         judge_backend = CachedBackend(_budgeted(judge_model, budget), store)
-        judge = Judge(
-            judge_backend, constitution, seed=config.seed, mode=config.mode, cot=config.cot
+        judge = (
+            RuleJudge(config.judge, constitution, seed=config.seed)
+            if is_programmatic(config.judge)
+            else Judge(
+                judge_backend, constitution, seed=config.seed, mode=config.mode, cot=config.cot
+            )
         )
         timings: dict[str, float] = {}
         stats = _Stats()
@@ -261,7 +288,10 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             t = time.time()
             task = progress.add_task("generate", total=len(prompts))
             threads = stage_concurrency(config.concurrency, config.policy)
-            for _ in ordered_map(lambda p: _responses(policy, p, config), prompts, threads):
+            for sampled in ordered_map(lambda p: _sampled(policy, p, config), prompts, threads):
+                stats.count_truncated(
+                    "responses", [r.truncated for r in _distinct_responses(sampled)]
+                )
                 progress.advance(task)
             timings["generate"] = time.time() - t
 
@@ -277,11 +307,13 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                 for rev in revs:
                     writer.write("revisions.jsonl", {"prompt_id": p.id, **rev.to_dict()})
                     if rev.rounds and rev.final != rev.original:
+                        stats.count_truncated("revisions", [rev.truncated])
                         writer.write(
                             "sft.jsonl",
                             {
-                                "prompt": p.for_record(),
-                                "completion": _as_completion(p, rev.final),
+                                "prompt": record_prompt(p, config.text_format),
+                                "completion": _as_completion(p, rev.final, config.text_format),
+                                "truncated": rev.truncated,
                                 "prompt_id": p.id,
                                 "principle_id": rev.rounds[-1].critique.principle_id,
                                 "policy": config.policy,
@@ -297,7 +329,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             progress.update(task, total=len(jobs))
             prefs = compare_pairs(
                 judge,
-                [(p.text, a, b) for p, a, b, _ in jobs],
+                [(p.text, a, b) for p, a, b, *_ in jobs],
                 executor=config.executor,
                 concurrency=(
                     config.concurrency or 0
@@ -307,16 +339,23 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                 judge_spec=config.judge,
                 policy=requests,
             )
-            for (p, a, b, pair_type), pref in zip(jobs, prefs, strict=True):
+            for (p, a, b, pair_type, truncated), pref in zip(jobs, prefs, strict=True):
                 name, record = preference_record(
-                    p, a, b, pref, policy=config.policy, pair_type=pair_type
+                    p,
+                    a,
+                    b,
+                    pref,
+                    policy=config.policy,
+                    pair_type=pair_type,
+                    truncated=truncated,
+                    text_format=config.text_format,
                 )
                 if name == "preferences.jsonl" and (
                     abs(record["p_chosen"] - 0.5) < config.min_margin or record["p_chosen"] == 0.5
                 ):
                     name = "low_margin.jsonl"
                 writer.write(name, record)
-                stats.add(pref)
+                stats.add(pref, record)
                 progress.advance(task)
             timings["label"] = time.time() - t
         timings["total"] = time.time() - started
@@ -330,6 +369,8 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             },
             labels=stats.labels,
             stats=stats.summary(),
+            truncated=stats.truncated,
+            warnings=stats.warnings(config.min_margin),
             timings_s={k: round(v, 3) for k, v in timings.items()},
             requests={
                 "executor": config.executor,
@@ -408,12 +449,12 @@ def _write_failure(out: Path, error: Exception) -> str:
     )
 
 
-def _as_completion(p: Prompt, text: str) -> str | list[dict]:
-    return [{"role": "assistant", "content": text}] if p.is_chat else text
+def _as_completion(p: Prompt, text: str, text_format: bool) -> str | list[dict]:
+    return text if text_format and not p.is_chat else [{"role": "assistant", "content": text}]
 
 
-def _responses(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[str]:
-    return generate(
+def _sampled(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[Response]:
+    return sample_responses(
         policy,
         p.chat(),
         config.n_responses,
@@ -423,12 +464,13 @@ def _responses(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[str]
     )
 
 
-def _distinct(texts: list[str]) -> list[str]:
-    seen: list[str] = []
-    for t in texts:
-        if t and t not in seen:
-            seen.append(t)
-    return seen
+def _distinct_responses(sampled: list[Response]) -> list[Response]:
+    """The distinct non-empty responses, each text's first sample kept (and its truncation)."""
+    seen: dict[str, Response] = {}
+    for r in sampled:
+        if r.text and r.text not in seen:
+            seen[r.text] = r
+    return list(seen.values())
 
 
 def _revisions(policy, critic, constitution, p: Prompt, config: RunConfig):
@@ -439,13 +481,14 @@ def _revisions(policy, critic, constitution, p: Prompt, config: RunConfig):
             policy,
             constitution,
             p.text,
-            response,
+            response.text,
             rounds=config.revision_rounds,
             seed=config.seed,
             critic=critic,
             max_tokens=config.max_tokens,
+            response_truncated=response.truncated,
         )
-        for response in _distinct(_responses(policy, p, config))
+        for response in _distinct_responses(_sampled(policy, p, config))
     ]
 
 
@@ -458,13 +501,10 @@ def _retries(*backends) -> Counter:
 
 
 def _label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunConfig) -> list:
-    """(prompt, a, b, pair_type) of every pair to label, in prompt order."""
+    """(prompt, a, b, pair_type, (a truncated, b truncated)) of every pair, in prompt order."""
     threads = stage_concurrency(config.concurrency, config.policy, config.judge)
     per_prompt = ordered_map(
-        lambda p: [
-            (p, a, b, pair_type)
-            for a, b, pair_type in _pairs(policy, critic, judge, constitution, p, config)
-        ],
+        lambda p: [(p, *pair) for pair in _pairs(policy, critic, judge, constitution, p, config)],
         prompts,
         threads,
     )
@@ -472,22 +512,23 @@ def _label_jobs(policy, critic, judge: Judge, constitution, prompts, config: Run
 
 
 def _pairs(policy, critic, judge: Judge, constitution, p: Prompt, config: RunConfig):
-    """(a, b, pair_type) for every pair of one prompt, re-derived through the store."""
-    responses = _distinct(_responses(policy, p, config))
+    """(a, b, pair_type, (a truncated, b truncated)) for every pair of one prompt, re-derived
+    through the store."""
+    responses = _distinct_responses(_sampled(policy, p, config))
     if config.pairs == "all":
         for a, b in combinations(responses, 2):
-            yield a, b, "responses"
+            yield a.text, b.text, "responses", (a.truncated, b.truncated)
     elif len(responses) >= 2:
         principle = constitution.sample(config.seed, "best-worst", p.text)
-        scores = [judge.score(p.text, r, principle).p_first for r in responses]
+        scores = [judge.score(p.text, r.text, principle).p_first for r in responses]
         readable = [(s, i) for i, s in enumerate(scores) if s is not None]
         if len(readable) >= 2:
-            best, worst = max(readable)[1], min(readable)[1]
-            if best != worst:
-                yield responses[best], responses[worst], "responses"
+            best, worst = responses[max(readable)[1]], responses[min(readable)[1]]
+            if best is not worst:
+                yield best.text, worst.text, "responses", (best.truncated, worst.truncated)
     for rev in _revisions(policy, critic, constitution, p, config):
         if rev.final != rev.original:
-            yield rev.original, rev.final, "revision"
+            yield rev.original, rev.final, "revision", (rev.original_truncated, rev.truncated)
 
 
 class _Stats:
@@ -496,15 +537,36 @@ class _Stats:
     def __init__(self) -> None:
         self.labels = 0
         self.unreadable = 0
+        #: labels by who decided them: "ai" (the judge model) or "rule" (a check, a rule judge)
+        self.label_source: Counter = Counter()
         self.margin_sum = 0.0
         self.consistent = 0
         self.consistency_known = 0
+        #: per kind of text ("responses", "revisions"): how many, how many cut at the token
+        #: limit, how many of unknown truncation
+        self.truncated: dict[str, dict[str, int]] = {
+            kind: {"truncated": 0, "total": 0, "unknown": 0} for kind in ("responses", "revisions")
+        }
+        self._labelled: list[dict] = []
 
-    def add(self, pref) -> None:
+    def count_truncated(self, kind: str, flags: list[bool | None]) -> None:
+        """Count generated texts of one kind by their truncation flags (None: unknown)."""
+        counts = self.truncated[kind]
+        for flag in flags:
+            counts["total"] += 1
+            counts["truncated"] += int(flag is True)
+            counts["unknown"] += int(flag is None)
+
+    def add(self, pref, record: dict) -> None:
         self.labels += 1
+        self.label_source[pref.label_source] += 1
         if pref.p_a is None:
             self.unreadable += 1
             return
+        # only what the no-signal check reads: a large run's texts stay out of memory
+        self._labelled.append(
+            {k: record.get(k) for k in ("p_chosen", "mode", "position_consistent")}
+        )
         self.margin_sum += abs(pref.p_a - 0.5)
         if pref.position_consistent is not None:
             self.consistency_known += 1
@@ -520,7 +582,13 @@ class _Stats:
                 else None
             ),
             "unreadable": self.unreadable,
+            "label_source": {k: self.label_source[k] for k in ("rule", "ai")},
         }
+
+    def warnings(self, min_margin: float) -> list[str]:
+        """One line per problem with the labels as a whole (see rlaif.label_signal)."""
+        warning = no_signal_warning(self._labelled, min_margin)
+        return [warning] if warning else []
 
 
 def _versions() -> dict:

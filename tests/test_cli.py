@@ -71,8 +71,13 @@ def test_compare_pointwise_json():
     assert PREFERENCE_KEYS <= obj.keys()
     assert obj["mode"] == "pointwise"
     assert 0.0 < obj["p_a"] < 1.0
-    assert obj["p_a_order_ab"] == obj["p_a"]
-    assert obj["p_a_order_ba"] == obj["p_a"]
+    # each response is asked alone: no order figure was measured, the scores keep their names
+    assert obj["p_a_order_ab"] is None and obj["p_a_order_ba"] is None
+    assert obj["position_consistent"] is None
+    assert 0.0 < obj["p_yes_a"] < 1.0 and 0.0 < obj["p_yes_b"] < 1.0
+    proc = run("compare", "--judge", "smollm2", *PAIR, "--mode", "pointwise")
+    assert proc.returncode == 0, proc.stderr
+    assert "p(Yes) for A: 0." in proc.stdout and "position consistent: n/a" in proc.stdout
 
 
 def test_compare_one_order_json():

@@ -76,6 +76,11 @@ def test_outputs_have_every_file_and_field(reference_run):
         for key in ("prompt", "chosen", "rejected", "p_chosen", "principle_id"):
             assert rec[key] not in (None, ""), key
         assert rec["constitution_hash"] == info["constitution"]["hash"]
+        if rec["label_source"] == "rule":  # a principle's check decided (rlaif.rule_judge)
+            assert rec["p_chosen"] == 1.0 and rec["judge"].startswith("rule:")
+            assert rec["score_chosen"] > rec["score_rejected"] and rec["prompt_tokens"] == 0
+            continue
+        assert rec["label_source"] == "ai"
         assert rec["judge"] == "smollm2" and rec["policy"] == "smollm2"
         assert 0.5 < rec["p_chosen"] < 1.0
         # the label is the mean of both orders, each order kept
@@ -86,13 +91,55 @@ def test_outputs_have_every_file_and_field(reference_run):
         assert rec["chosen"] != rec["rejected"]
         assert rec["prompt_tokens"] > 0
         pair_types.add(rec["pair_type"])
+        # TRL's conversational form, so TRL applies the chat template: the prompt a user
+        # message list, each response one assistant message
+        assert _is_user_turn(rec["prompt"]), rec["prompt"]
+        assert _is_assistant_turn(rec["chosen"]) and _is_assistant_turn(rec["rejected"])
     assert pair_types <= {"responses", "revision"}
     sft = read_jsonl(run / "sft.jsonl")
     assert sft and all(r["prompt"] and r["completion"] for r in sft)
+    assert all(_is_user_turn(r["prompt"]) and _is_assistant_turn(r["completion"]) for r in sft)
     revisions = read_jsonl(run / "revisions.jsonl")
     assert all(len(r["rounds"]) == 1 and r["rounds"][0]["critique"] for r in revisions)
     assert info["counts"]["preferences"] == len(prefs)
     assert info["stats"]["unreadable"] == 0
+
+
+def _is_user_turn(value) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 1
+        and value[0]["role"] == "user"
+        and value[0]["content"].strip() != ""
+    )
+
+
+def _is_assistant_turn(value) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 1
+        and value[0]["role"] == "assistant"
+        and value[0]["content"].strip() != ""
+    )
+
+
+def test_text_format_rewrites_the_same_records_as_strings_with_no_model_call(
+    reference_run, tmp_path
+):
+    """--text-format changes how records are written, not what the store holds."""
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    rlaif("run", *RUN_ARGS, "--text-format", "--out", str(copy), "--quiet")
+    info = json.loads((copy / "run.json").read_text())
+    assert info["model_calls"] == 0 and info["config"]["text_format"] is True
+    for name in ("preferences.jsonl", "sft.jsonl"):
+        chat, text = read_jsonl(reference_run / name), read_jsonl(copy / name)
+        assert len(chat) == len(text) > 0
+        for c, t in zip(chat, text, strict=True):
+            assert t["prompt"] == c["prompt"][0]["content"]
+            for field in ("chosen", "rejected", "completion"):
+                if field in c:
+                    assert t[field] == c[field][0]["content"]
 
 
 def test_rerun_of_finished_run_makes_no_model_call(reference_run, tmp_path):

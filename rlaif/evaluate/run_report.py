@@ -7,7 +7,23 @@ from pathlib import Path
 
 from rlaif.errors import InputError
 from rlaif.evaluate.htmlparts import esc, figure, meta, pct, table
-from rlaif.evaluate.table import fmt
+from rlaif.evaluate.table import NOT_MEASURED, fmt
+from rlaif.generate import truncation_summary
+from rlaif.label_signal import no_signal_warning
+
+
+def _measured(value: float | bool | None) -> str:
+    """A rate as a percentage, a flag as text; ``n/a`` where it was not measured (None)."""
+    if value is None:
+        return NOT_MEASURED
+    return str(value) if isinstance(value, bool) else pct(value)
+
+
+def _source_split(sources: dict | None) -> str:
+    """Labels decided by a rule (a check, a rule judge) / by the AI judge; "-" before checks."""
+    if not sources:
+        return "-"
+    return f"{sources.get('rule', 0)} / {sources.get('ai', 0)}"
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -46,7 +62,12 @@ def run_body(d: Path) -> str:
     config = info.get("config", {})
     stats = info.get("stats", {})
     cost = info.get("cost_per_label")
+    warnings = info.get("warnings")
+    if warnings is None:  # a run directory written before run.json listed warnings
+        warning = no_signal_warning(labelled, config.get("min_margin") or 0.0)
+        warnings = [warning] if warning else []
     parts = [
+        *(f'<p class="note">warning: {esc(w)}</p>' for w in warnings),
         meta(
             [
                 ("judge", config.get("judge", "?")),
@@ -63,8 +84,10 @@ def run_body(d: Path) -> str:
                     "preferences / low margin / unreadable",
                     f"{len(prefs)} / {len(low)} / {len(unreadable)}",
                 ),
-                ("position consistency", pct(stats.get("position_consistency_rate"))),
+                ("cut off at max tokens", truncation_summary(info.get("truncated"))),
+                ("position consistency", _measured(stats.get("position_consistency_rate"))),
                 ("mean |p - 0.5|", fmt(stats.get("mean_margin"), False)),
+                ("decided by rule / AI", _source_split(stats.get("label_source"))),
                 (
                     "model calls / from store",
                     f"{info.get('model_calls', '?')} / {info.get('cached_calls', '?')}",
@@ -114,10 +137,17 @@ def run_body(d: Path) -> str:
         "low margin": len(low),
         "unreadable": len(unreadable),
     }
+    caption = (
+        "Pairs where both orders agree, disagree, fall under the margin, or could not be read."
+    )
+    if stats.get("position_consistency_rate") is None:
+        # Never asked in both orders (pointwise, one order): no bar may suggest a measured 0.
+        del consistency["consistent"], consistency["inconsistent"]
+        caption = f"Pairs under the margin or unreadable; position consistency {NOT_MEASURED}."
     parts.append(
         figure(
             plots.count_bars(consistency, title="Position consistency and unreadable replies"),
-            "Pairs where both orders agree, disagree, fall under the margin, or could not be read.",
+            caption,
         )
     )
     principles: dict[str, int] = {}
@@ -162,7 +192,7 @@ def _examples(prefs: list[dict], low: list[dict], unreadable: list[dict]) -> str
                 _clip(_as_text(r.get("chosen", r.get("response_a")))),
                 _clip(_as_text(r.get("rejected", r.get("response_b")))),
                 fmt(r.get("p_chosen"), False),
-                str(r.get("position_consistent")),
+                _measured(r.get("position_consistent")),
                 str(r.get("principle_id")),
             ]
             for r in records
