@@ -10,7 +10,7 @@ LLAMA := $(VENV)/.llama-$(LLAMA_KIND)
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-full
 DEMO_OUT := runs/demo
-# The demo's size: every stage of the main job in about a minute and a half on 2 cores.
+# The demo's size: every stage of the main job in about two minutes on 2 cores.
 DEMO_ARGS := --limit 6 --n-responses 2 --revisions 1 --max-tokens 48
 
 .PHONY: demo test llama lint format clean bench doctor

@@ -98,7 +98,10 @@ def assert_same_outputs(run_dir, baseline_dir) -> None:
     prefs = (run_dir / "preferences.jsonl").read_text().splitlines()
     prefs += (run_dir / "low_margin.jsonl").read_text().splitlines()
     assert len(prefs) == 3  # the pairs of the prompt's 3 responses
-    pairs = [(r["prompt_id"], r["chosen"], r["rejected"]) for r in map(json.loads, prefs)]
+    pairs = [
+        (r["prompt_id"], json.dumps(r["chosen"]), json.dumps(r["rejected"]))
+        for r in map(json.loads, prefs)
+    ]
     assert len(set(pairs)) == len(pairs)
 
 

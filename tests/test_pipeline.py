@@ -193,7 +193,7 @@ def test_sigkill_then_resume_gives_the_same_records(reference_run, tmp_path):
     assert info["cached_calls"] >= killed_at
     assert data_bytes(out) == data_bytes(reference_run)
     prefs = read_jsonl(out / "preferences.jsonl") + read_jsonl(out / "low_margin.jsonl")
-    keys = [(json.dumps(r["prompt"]), r["chosen"], r["rejected"]) for r in prefs]
+    keys = [json.dumps([r["prompt"], r["chosen"], r["rejected"]]) for r in prefs]
     assert len(keys) == len(set(keys))  # nothing duplicated
 
 

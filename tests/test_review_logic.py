@@ -116,8 +116,8 @@ def test_item_sides_are_canonical_and_probabilities_follow_them(run_dir):
     items = {i.item_id: i for i in load_items(run_dir)}
     p3 = items[_ids()["P3"]]
     # the run chose zeta; the canonical first response is eps (sorted), whatever the label
-    assert p3.record["chosen"] == "zeta"
-    assert (p3.first, p3.second) == ("eps", "zeta")
+    assert as_text(p3.record["chosen"]) == "zeta"  # one assistant message
+    assert (as_text(p3.first), as_text(p3.second)) == ("eps", "zeta")
     assert p3.p_first == pytest.approx(0.39)
     assert p3.ai_winner == "second"
     assert p3.p_first_shown_first == pytest.approx(0.35)  # eps shown first
@@ -249,6 +249,10 @@ def test_flip_estimate_borrows_from_the_nearest_reviewed_band(run_dir):
     assert review_stats(load_items(run_dir), {}).flip_share_estimate is None
 
 
+def _texts(record: dict) -> dict:
+    return {**record, **{k: as_text(record[k]) for k in ("chosen", "rejected")}}
+
+
 def test_export_merges_human_decisions(run_dir, tmp_path):
     _decide(run_dir, {"P1": "tie", "P2": "ai", "P3": "other", "P4": "ai", "P5": "first"})
     out = tmp_path / "new" / "merged.jsonl"
@@ -257,7 +261,8 @@ def test_export_merges_human_decisions(run_dir, tmp_path):
     assert (result.dropped_ties, result.left_out) == (1, 0)
     assert not out.with_name("merged.jsonl.tmp").exists()
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    by_prompt = {json.dumps(r["prompt"]): r for r in records}
+    # text prompts are written in the conversational form: look them up by their text
+    by_prompt = {json.dumps(as_text(r["prompt"])): _texts(r) for r in records}
     assert json.dumps("q1") not in by_prompt  # the tie
     p2 = by_prompt[json.dumps("q2")]
     assert (p2["label_source"], p2["chosen"], p2["p_chosen"]) == ("ai+human agree", "gamma", 1.0)
@@ -275,12 +280,13 @@ def test_export_merges_human_decisions(run_dir, tmp_path):
     assert (p5["label_source"], p5["chosen"], p5["p_chosen"]) == ("human", "iota", 1.0)
     assert p5["p_chosen_ai"] is None
     assert "response_a" not in p5
-    chat = [r for r in records if isinstance(r["prompt"], list)]
+    chat = [r for r in records if isinstance(r["prompt"], list) and len(r["prompt"]) > 1]
     assert len(chat) == 1 and chat[0]["label_source"] == "ai"
     # training reads the human's side as the label, at full confidence
-    trained = {json.dumps(x.prompt): x for x in map(oriented, read_preferences(out))}
-    assert (trained[json.dumps("q3")].chosen, trained[json.dumps("q3")].p_chosen) == ("eps", 1.0)
-    assert trained[json.dumps("q5")].chosen == "iota"
+    trained = {json.dumps(as_text(x.prompt)): x for x in map(oriented, read_preferences(out))}
+    q3, q5 = trained[json.dumps("q3")], trained[json.dumps("q5")]
+    assert (as_text(q3.chosen), q3.p_chosen) == ("eps", 1.0)
+    assert as_text(q5.chosen) == "iota"
     original = json.loads((run_dir / "preferences.jsonl").read_text().splitlines()[-1])
     assert chat[0] == {**original, "label_source": "ai"}
 

@@ -90,6 +90,16 @@ class ReviewItem:
 
 
 def _canonical(value: object) -> str:
+    # A text and its one-message conversational form are the same prompt or response, so that
+    # ids and sides do not change with the record form (runs before and after --text-format).
+    if (
+        isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], dict)
+        and value[0].get("role") in ("user", "assistant")
+        and set(value[0]) == {"role", "content"}
+    ):
+        value = value[0]["content"]
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
