@@ -39,7 +39,7 @@ $(FULL): $(CORE)
 	@# headless Chromium for the browser tests: Debian packages, only when missing and only as root
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 		&& apt-get install -y -qq chromium chromium-driver; } \
-		|| echo "note: no chromium and no root: the browser tests will be skipped"
+		|| echo "note: no chromium and no root: the browser tests will fail; install chromium and chromium-driver"
 	@echo "Installing the training, server, Ray and test extras into $(VENV)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[server,train,dev,ray]'
 	@touch $@
