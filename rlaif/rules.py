@@ -6,6 +6,8 @@
                                  (a module on ``PYTHONPATH`` or installed)
 ``rule:max_words=N``             1.0 when the response has at most N words, else 0.0
 ``rule:min_words=N``             1.0 when it has at least N words
+``rule:words=MIN-MAX``           1.0 when it has MIN to MAX words (a length range: an answer,
+                                 neither empty nor rambling)
 ``rule:contains=TEXT``           1.0 when it contains TEXT (case-insensitive)
 ``rule:not_contains=TEXT``       1.0 when it does not contain TEXT (case-insensitive)
 ``rule:regex=PATTERN``           1.0 when PATTERN (Python ``re``) matches somewhere in it
@@ -35,8 +37,9 @@ from rlaif.errors import RlaifError
 
 PREFIXES = ("rule:", "python:")
 VALID_RULES = (
-    "rule:max_words=N, rule:min_words=N, rule:contains=TEXT, rule:not_contains=TEXT, "
-    "rule:regex=PATTERN, rule:json, rule:no_repeat, rule:no_pii, python:MODULE:FUNCTION"
+    "rule:max_words=N, rule:min_words=N, rule:words=MIN-MAX, rule:contains=TEXT, "
+    "rule:not_contains=TEXT, rule:regex=PATTERN, rule:json, rule:no_repeat, rule:no_pii, "
+    "python:MODULE:FUNCTION"
 )
 
 
@@ -131,6 +134,12 @@ def _builtin(spec: str) -> Callable[[str], bool]:
     if name == "min_words":
         least = _int_arg(spec, name, arg)
         return lambda text: _words(text) >= least
+    if name == "words":
+        low, dash, high = arg.partition("-")
+        least, most = _int_arg(spec, name, low), _int_arg(spec, name, high) if dash else -1
+        if not dash or least > most:
+            raise RuleError(f"{spec}: words needs a range MIN-MAX with MIN <= MAX, e.g. words=8-40")
+        return lambda text: least <= _words(text) <= most
     if name == "contains":
         needle = _text_arg(spec, name, arg).lower()
         return lambda text: needle in text.lower()

@@ -38,6 +38,7 @@ def scores(spec: str, *texts: str) -> list[float]:
 def test_max_and_min_words():
     assert scores("rule:max_words=3", "one two three", "one two three four", "") == [1, 0, 1]
     assert scores("rule:min_words=2", "one", "one two") == [0.0, 1.0]
+    assert scores("rule:words=2-3", "one", "one two", "a b c", "a b c d", "") == [0, 1, 1, 0, 0]
 
 
 def test_contains_and_not_contains_ignore_case():
@@ -77,6 +78,9 @@ def test_rules_accept_plain_strings_too():
         ("rule:max_words=ten", "needs a whole number, not 'ten'"),
         ("rule:max_words=-1", "must be >= 0"),
         ("rule:contains=", "needs a value"),
+        ("rule:words=8", "needs a range MIN-MAX"),
+        ("rule:words=40-8", "MIN <= MAX"),
+        ("rule:words=a-8", "needs a whole number, not 'a'"),
         ("rule:regex=(", "not a valid regular expression"),
         ("rule:shout", "unknown rule 'rule:shout'; valid forms: rule:max_words=N"),
         ("rule:json=1", "unknown rule"),
