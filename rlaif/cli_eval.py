@@ -162,7 +162,8 @@ def agreement(
 @click.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
 def report(directory):
-    """Write DIRECTORY/report.html for an `rlaif eval agreement` or `rlaif run` directory."""
+    """Write DIRECTORY/report.html for an `rlaif eval agreement`, `rlaif run` or `rlaif loop`
+    directory, or a checkpoint from `rlaif train` (its training curves)."""
     from rlaif.evaluate.report import write_report
 
     click.echo(str(write_report(directory)))

@@ -18,8 +18,8 @@ last ``eval_n`` prompts of the pool are set aside.
 
 Every stage is resumable and skipped once complete (``run.json``, a checkpoint, a
 ``metrics.json``), so the same command continues a killed loop, and a larger ``--rounds``
-extends a finished one. ``loop.json`` and ``rounds.md`` (the table of win rates) are rewritten
-at the end of every invocation.
+extends a finished one. ``loop.json``, ``rounds.md`` (the table of win rates) and
+``rounds.png`` (the win rates with their intervals) are rewritten at the end of every invocation.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompt
 
 LOOP_FILE = "loop.json"
 TABLE_FILE = "rounds.md"
+FIGURE_FILE = "rounds.png"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
 
 
@@ -187,8 +188,10 @@ def _write_json(path: Path, obj: dict) -> None:
 def run_loop(
     config: LoopConfig, *, show_progress: bool = True, log: LogFn | None = None
 ) -> list[dict]:
-    """Run (or continue) the loop; write ``loop.json`` and ``rounds.md``; return one row a round."""
+    """Run (or continue) the loop; write ``loop.json``, ``rounds.md`` and ``rounds.png``;
+    return one row a round."""
     from rlaif.constitution import load_constitution
+    from rlaif.evaluate.curves import rounds_png
     from rlaif.rule_judge import check_judge_spec
     from rlaif.train.models import is_checkpoint, resolve_checkpoint
 
@@ -229,6 +232,7 @@ def run_loop(
         baseline = generator = policy
     _write_json(config.out / LOOP_FILE, {"identity": config.identity(), "rounds": rows})
     (config.out / TABLE_FILE).write_text(rounds_table(rows) + "\n", encoding="utf-8")
+    (config.out / FIGURE_FILE).write_bytes(rounds_png(rows))
     return rows
 
 

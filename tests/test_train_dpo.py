@@ -73,6 +73,9 @@ def test_tiny_dpo_changes_parameters_with_finite_loss(tmp_path, tiny):
         prompt_key(f"Question {i}: how do I boil an egg?") for i in range(4)
     )
     assert (out / "tokenizer.json").is_file()
+    assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert [m["step"] for m in saved["step_metrics"]] == [1, 2, 3]
+    assert all("rewards/accuracies" in m and "rewards/margins" in m for m in saved["step_metrics"])
 
 
 def _completion_logps(model, batch) -> torch.Tensor:

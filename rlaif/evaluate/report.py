@@ -3,7 +3,10 @@
 An evaluation directory (``metrics.json``, from ``rlaif eval agreement``) gets the strategies
 table, agreement with CI error bars, position bias, reliability, confidence, length bias and
 cost. A run directory (``run.json``, from ``rlaif run``) gets its confidence distribution,
-position consistency, principles, tokens and cost, and example pairs.
+position consistency, principles, tokens and cost, and example pairs. A loop directory
+(``loop.json``, from ``rlaif loop``) gets the win rate per round and each round's DPO curves; a
+checkpoint directory (``train.json``, from ``rlaif train``) gets its training curves, summary
+numbers, settings and, where present, ``drift.json`` (:mod:`rlaif.evaluate.train_report`).
 """
 
 from __future__ import annotations
@@ -17,25 +20,39 @@ from rlaif.evaluate.htmlparts import CSS, esc, figure, meta, pct, table
 from rlaif.evaluate.run_report import run_body
 from rlaif.evaluate.significance import ALPHA
 from rlaif.evaluate.table import COLUMNS, LEGEND, best_strategies, cell, fmt
+from rlaif.evaluate.train_report import TRAIN_FILE, loop_body, train_body
+from rlaif.loop import LOOP_FILE
 
 REPORT_FILE = "report.html"
 
 
 def write_report(directory: str | Path) -> Path:
-    """Write ``DIR/report.html`` for an evaluation or a run directory; returns its path."""
+    """Write ``DIR/report.html`` for an evaluation, run, loop or checkpoint directory; returns
+    its path."""
     d = Path(directory)
     if not d.is_dir():
-        raise InputError(f"{d}: no such directory; pass an `rlaif eval` or `rlaif run` directory")
+        raise InputError(
+            f"{d}: no such directory; pass an `rlaif eval agreement`, `rlaif run`, `rlaif loop` "
+            "or `rlaif train` (checkpoint) directory"
+        )
     if (d / METRICS_FILE).exists():
         body = _eval_body(d)
         title = "rlaif: judge agreement with human labels"
     elif (d / "run.json").exists():
         body = run_body(d)
         title = "rlaif run report"
+    elif (d / LOOP_FILE).exists():
+        body = loop_body(d, LOOP_FILE)
+        title = "rlaif loop report"
+    elif (d / TRAIN_FILE).exists():
+        body = train_body(d)
+        title = "rlaif training report"
     else:
         raise InputError(
-            f"{d}: neither an evaluation directory (metrics.json, from `rlaif eval agreement`) "
-            "nor a finished run (run.json, from `rlaif run`)"
+            f"{d}: neither an evaluation directory (metrics.json, from `rlaif eval agreement`), "
+            "a finished run (run.json, from `rlaif run`), a loop directory (loop.json, from "
+            "`rlaif loop`) nor a trained checkpoint (train.json, from "
+            "`rlaif train dpo|reward|grpo`)"
         )
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

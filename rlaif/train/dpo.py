@@ -351,6 +351,7 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     import torch
 
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.evaluate.curves import training_curves_png
     from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_policy
     from rlaif.train.progress import trainer_progress_callback
     from rlaif.train.provenance import training_record
@@ -380,6 +381,14 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
         "losses": [e["loss"] for e in logs],
         "final_loss": last.get("loss"),
         "last_step": {k: v for k, v in last.items() if k.startswith(("rewards/", "logps/"))},
+        # TRL's implicit-reward accuracy and margin at every step, for the training curves
+        "step_metrics": [
+            {
+                "step": e.get("step"),
+                **{k: v for k, v in e.items() if k in ("rewards/accuracies", "rewards/margins")},
+            }
+            for e in logs
+        ],
         "train_seconds": time.perf_counter() - started,
         # the training loop alone and the tokens (prompt + response, both sides) it read
         "train_loop_seconds": runtime[-1] if runtime else None,
@@ -389,5 +398,6 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
         "train_prompts": training_record([p.prompt for p in pairs], settings.model),
     }
     train_json = json.dumps(info, indent=2) + "\n"
-    save_policy(trainer.model, tokenizer, settings.out, extra={"train.json": train_json})
+    extra = {"train.json": train_json, "training_curves.png": training_curves_png(info)}
+    save_policy(trainer.model, tokenizer, settings.out, extra=extra)
     return info

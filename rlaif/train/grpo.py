@@ -8,7 +8,7 @@ better ones. A KL penalty (``beta``) to the starting policy keeps a weak judge f
 gamed too quickly.
 
 The trained policy is saved as a checkpoint directory (``hf:DIR``) with ``train.json``: the
-settings and, per step, the loss, the mean reward and the KL.
+settings and, per step, the loss, the mean reward and the KL (drawn in ``training_curves.png``).
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.evaluate.curves import training_curves_png
     from rlaif.train.models import load_model_and_tokenizer, save_policy
     from rlaif.train.provenance import training_record
 
@@ -263,6 +264,9 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
         trainer.model,
         tokenizer,
         settings.out,
-        extra={"train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n"},
+        extra={
+            "train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+            "training_curves.png": training_curves_png(info),
+        },
     )
     return info

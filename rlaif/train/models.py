@@ -198,12 +198,12 @@ def check_out_dir(out: Path) -> Path:
     return out
 
 
-def save_policy(model, tokenizer, out: Path, extra: dict[str, str] | None = None) -> Path:
+def save_policy(model, tokenizer, out: Path, extra: dict[str, str | bytes] | None = None) -> Path:
     """Save a model (LoRA merged into the weights), its tokenizer and ``extra`` files to ``out``.
 
     Everything is written to a temporary directory next to ``out`` and renamed at the end, so
     ``out`` only ever holds a complete checkpoint (``extra`` maps file names to text, e.g. a
-    ``metrics.json``).
+    ``metrics.json``, written as UTF-8, or to bytes, e.g. a PNG, written as they are).
     """
     out = check_out_dir(out)
     if hasattr(model, "merge_and_unload"):
@@ -213,8 +213,11 @@ def save_policy(model, tokenizer, out: Path, extra: dict[str, str] | None = None
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
+        for name, content in (extra or {}).items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content, encoding="utf-8")
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)

@@ -223,13 +223,15 @@ def reward_example(settings: RewardSettings) -> str:
 def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dict:
     """Train a reward model on ``settings.data``; save it to ``settings.out``; return the info.
 
-    The info (also written to ``DIR/train.json``) holds the settings, the pair counts, the
-    loss per step and the held-out metrics before and after training.
+    The info (also written to ``DIR/train.json``, and drawn in ``DIR/training_curves.png``)
+    holds the settings, the pair counts, the loss and the batch's pairwise accuracy per step
+    and the held-out metrics before and after training.
     """
     import torch
     import torch.nn.functional as F
 
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.evaluate.curves import training_curves_png
     from rlaif.train.models import add_lora, check_out_dir, save_policy
     from rlaif.train.progress import training_progress
     from rlaif.train.provenance import training_record
@@ -252,6 +254,8 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     total = settings.max_steps or steps_per_epoch * settings.epochs
     rng = random.Random(settings.seed)
     losses: list[float] = []
+    # the share of the batch's decided pairs (p_chosen != 0.5) the reward ranks as the label
+    accuracies: list[float | None] = []
     started = time.perf_counter()
     with training_progress(show_progress) as progress:
         rm.model.eval()
@@ -271,7 +275,14 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
                 [hard_target(p.p_chosen) if settings.hard_labels else p.p_chosen for p in batch],
                 dtype=torch.float32,
             )
-            loss = F.binary_cross_entropy_with_logits(pair_logits(rm, batch), target)
+            logits = pair_logits(rm, batch)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            decided = target != 0.5
+            accuracies.append(
+                ((logits > 0) == (target > 0.5))[decided].float().mean().item()
+                if bool(decided.any())
+                else None
+            )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rm.model.parameters(), 1.0)
@@ -289,6 +300,7 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         "pairs": {"total": len(pairs), "train": len(train), "held_out": len(held)},
         "steps": len(losses),
         "losses": losses,
+        "accuracies": accuracies,
         "final_loss": losses[-1],
         "held_out_before": before,
         "held_out": after,
@@ -299,6 +311,9 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         "train_tokens": train_tokens,
         "train_prompts": training_record([p.prompt for p in train], settings.model),
     }
-    extra = {"train.json": json.dumps(info, indent=2) + "\n"}
+    extra = {
+        "train.json": json.dumps(info, indent=2) + "\n",
+        "training_curves.png": training_curves_png(info),
+    }
     save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
     return info
