@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rlaif.cli_drift import drift_option, run_drift_check
+
 MODEL_HELP = (
     "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
     "hf:DIR (a local checkpoint, e.g. from rlaif train)."
@@ -73,7 +75,8 @@ TRAINABLE_HELP = "Policy to train: smollm2 (the embedded model) or hf:DIR (a loc
     help="Print the first prompt exactly as the policy receives it (decoded from its token "
     "ids, chat template included) and exit without training.",
 )
-def grpo(quiet, show_example, **options):
+@drift_option
+def grpo(quiet, show_example, drift_prompts, **options):
     """Online RL (GRPO) with the AI judge, or a trained reward model, as the reward."""
     from rlaif.train.grpo import GRPOSettings, grpo_example, train_grpo
 
@@ -95,6 +98,7 @@ def grpo(quiet, show_example, **options):
         f"loss {fmt(info['final_loss'])}; mean reward {fmt(info['first_reward'])} (first step) "
         f"-> {fmt(info['last_reward'])} (last step)"
     )
+    run_drift_check(settings.model, settings.out, drift_prompts)
     click.echo(
         f"wrote {settings.out} (use it as hf:{settings.out}); steps in {settings.out}/train.json"
     )
@@ -196,6 +200,21 @@ def winrate_summary(m: dict) -> str:
         f"{m['identical']}), unreadable {m['unreadable']}; model calls {m['model_calls']}, "
         f"from store {m['cached_calls']}\n"
         f"prompts: {m['prompts']} from {m['prompts_file']}{_overlap_note(m)}"
+        f"{_guards_note(m)}"
+    )
+
+
+def _guards_note(m: dict) -> str:
+    """A line of the guards against a win bought by degenerate answers (mean words, empty,
+    looping), policy then baseline; empty for metrics written before guards existed."""
+    g = m.get("guards")
+    if not g or not g["policy"].get("n"):
+        return ""
+    p, b = g["policy"], g["baseline"]
+    return (
+        f"\nguards (policy / baseline): mean words {p['mean_words']:.1f} / "
+        f"{b['mean_words']:.1f}, empty or near-empty {p['near_empty']:.0%} / "
+        f"{b['near_empty']:.0%}, looping {p['looping']:.0%} / {b['looping']:.0%}"
     )
 
 
@@ -349,7 +368,7 @@ def loop(quiet, **options):
     embedded model: per round 8 prompts x 2 responses (64 tokens), 8 DPO steps of 2 pairs,
     and a win rate on 8 held-out prompts (64-token answers). Sizes are options below.
     """
-    from rlaif.loop import LoopConfig, rounds_table, run_loop
+    from rlaif.loop import LoopConfig, run_loop
 
     try:
         config = LoopConfig(**options)
@@ -360,10 +379,10 @@ def loop(quiet, **options):
         if not quiet:
             click.echo(line, err=True)
 
-    rows = run_loop(config, show_progress=not quiet, log=log)
-    click.echo(rounds_table(rows))
+    run_loop(config, show_progress=not quiet, log=log)
+    click.echo((config.out / "rounds.md").read_text(encoding="utf-8"), nl=False)
     click.echo(
         f"\nwin rate: the round's policy against the previous one, judged by {config.judge} in "
         "both orders; ties count half.\n"
-        f"wrote {config.out}/rounds.md and {config.out}/loop.json"
+        f"wrote {config.out}/rounds.md, {config.out}/rounds.png and {config.out}/loop.json"
     )

@@ -6,6 +6,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from rlaif.cli_drift import drift_option, run_drift_check
+
 console = Console(stderr=True)
 
 TRAIN_MODEL_HELP = (
@@ -159,6 +161,7 @@ def train_reward_cmd(**kw):
 
 @train_group.command("dpo")
 @_common_options
+@drift_option
 @click.option("--learning-rate", default=5e-6, show_default=True, type=float)
 @click.option(
     "--beta",
@@ -202,6 +205,7 @@ def train_dpo_cmd(**kw):
     from rlaif.train.dpo import DPOSettings, dpo_example, select_pairs, train_dpo
 
     quiet, show_example = kw.pop("quiet"), kw.pop("show_example")
+    drift_prompts = kw.pop("drift_prompts")
     settings = _settings(DPOSettings, **kw)
     _, counts = select_pairs(settings)  # fail on bad data before loading any model
     if show_example:
@@ -224,4 +228,5 @@ def train_dpo_cmd(**kw):
             table.add_row(f"last step {key}", f"{last[key]:.4f}")
     table.add_row("time", f"{info['train_seconds']:.0f} s")
     Console().print(table)
+    run_drift_check(settings.model, settings.out, drift_prompts)
     click.echo(f"policy: hf:{settings.out}")

@@ -8,6 +8,12 @@ Round i, in ``OUT/round-i/``:
 3. ``winrate/``: the new policy against the current one on held-out prompts
    (:mod:`rlaif.evaluate.winrate`).
 
+After more than one round, ``final-vs-start/winrate/`` plays the last round's policy against
+the starting model on the same held-out prompts: the figure that says whether the loop as a
+whole made the policy better. Beside every win rate the table shows the guards against a win
+bought by broken answers (:mod:`rlaif.train.drift`): the policy's mean words and its shares of
+near-empty and looping answers.
+
 The policy of round i is the baseline of round i+1 (the self-rewarding-style iteration).
 Round 1 compares like with like: a start from ``smollm2`` is evaluated against its converted
 checkpoint (``hf:...``), the same weights through the same backend, so only DPO differs.
@@ -37,6 +43,8 @@ LOOP_FILE = "loop.json"
 TABLE_FILE = "rounds.md"
 FIGURE_FILE = "rounds.png"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
+#: the last round's policy against the starting model, when there is more than one round
+FINAL_DIR = "final-vs-start"
 
 
 @dataclass
@@ -230,8 +238,24 @@ def run_loop(
         metrics = _stage_winrate(config, rd, policy, baseline, eval_path, show_progress, log, i)
         rows.append(_row(i, policy, baseline, run_info, train_info, metrics))
         baseline = generator = policy
-    _write_json(config.out / LOOP_FILE, {"identity": config.identity(), "rounds": rows})
-    (config.out / TABLE_FILE).write_text(rounds_table(rows) + "\n", encoding="utf-8")
+    final = None
+    if len(rows) > 1:  # round 1 already played the start; later rounds play their predecessor
+        final_rd = config.out / FINAL_DIR
+        start_model = rows[0]["baseline"]
+        metrics = _stage_winrate(
+            config,
+            final_rd,
+            rows[-1]["policy"],
+            start_model,
+            eval_path,
+            show_progress,
+            log,
+            "final",
+        )
+        final = _row("final", rows[-1]["policy"], start_model, {}, {}, metrics)
+    loop = {"identity": config.identity(), "rounds": rows, "final_vs_start": final}
+    _write_json(config.out / LOOP_FILE, loop)
+    (config.out / TABLE_FILE).write_text(rounds_table(rows, final) + "\n", encoding="utf-8")
     (config.out / FIGURE_FILE).write_bytes(rounds_png(rows))
     return rows
 
@@ -338,11 +362,25 @@ def _row(i, policy, baseline, run_info, train_info, m) -> dict:
         "win_rate": m["win_rate"],
         "win_rate_ci": m["win_rate_ci"],
         "soft_win_rate": m["soft_win_rate"],
+        "guards": m.get("guards"),
     }
 
 
-def rounds_table(rows: list[dict]) -> str:
-    """A markdown table of the rounds: data, DPO loss, win rate against the previous policy."""
+def _guard_cells(guards: dict | None) -> str:
+    """Two table cells: mean words of policy / baseline; the policy's near-empty and looping
+    shares (empty cells for rows written before guards existed)."""
+    if not guards or not guards["policy"].get("n"):
+        return "- | -"
+    p, b = guards["policy"], guards["baseline"]
+    return (
+        f"{p['mean_words']:.0f} / {b['mean_words']:.0f} "
+        f"| {100 * p['near_empty']:.0f}%, {100 * p['looping']:.0f}%"
+    )
+
+
+def rounds_table(rows: list[dict], final: dict | None = None) -> str:
+    """A markdown table of the rounds: data, DPO loss, win rate against the previous policy;
+    with ``final``, a last line: the last round's policy against the starting model."""
 
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
@@ -351,14 +389,16 @@ def rounds_table(rows: list[dict]) -> str:
         return "-" if x is None else fmt.format(x)
 
     lines = [
-        "| round | pairs | DPO loss | win rate | 95% CI | W / L / T | n | soft win rate |",
-        "|---:|---:|---:|---:|---|---|---:|---:|",
+        "| round | pairs | DPO loss | win rate | 95% CI | W / L / T | n | soft win rate "
+        "| words policy / baseline | near-empty, looping |",
+        "|---:|---:|---:|---:|---|---|---:|---:|---|---|",
     ]
-    for r in rows:
+    for r in [*rows, *([final] if final else [])]:
         ci = r["win_rate_ci"]
         lines.append(
             f"| {r['round']} | {num(r['pairs'], '{}')} | {num(r['dpo_final_loss'])} "
             f"| {pct(r['win_rate'])} | {'-' if ci is None else f'{pct(ci[0])} - {pct(ci[1])}'} "
-            f"| {r['wins']} / {r['losses']} / {r['ties']} | {r['n']} | {pct(r['soft_win_rate'])} |"
+            f"| {r['wins']} / {r['losses']} / {r['ties']} | {r['n']} | {pct(r['soft_win_rate'])} "
+            f"| {_guard_cells(r.get('guards'))} |"
         )
     return "\n".join(lines)

@@ -75,7 +75,16 @@ def test_rounds_table():
     }
     table = rounds_table([row]).splitlines()
     assert table[0].startswith("| round | pairs | DPO loss | win rate | 95% CI")
-    assert table[2] == "| 1 | 6 | 0.6900 | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% |"
+    assert table[2] == (
+        "| 1 | 6 | 0.6900 | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% | - | - |"
+    )
+    health = {"n": 8, "mean_words": 30.0, "near_empty": 0.125, "looping": 0.0}
+    guards = {"policy": health, "baseline": {**health, "mean_words": 80.0}}
+    final = {**row, "round": "final", "pairs": None, "dpo_final_loss": None, "guards": guards}
+    table = rounds_table([row], final).splitlines()
+    assert table[3] == (
+        "| final | - | - | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% | 30 / 80 | 12%, 0% |"
+    )
 
 
 def _loop(tmp_path: Path, policy: Path, rounds: int) -> subprocess.CompletedProcess:
@@ -140,10 +149,18 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
         assert held == WORDS[-1:]
     before, after = _weights(policy), _weights(out / "round-1" / "policy")
     assert any(not (before[k] == after[k]).all() for k in before), "DPO changed nothing"
+    # the last policy also plays the start: the loop's effect as a whole
+    final = info["final_vs_start"]
+    assert final["policy"] == rows[1]["policy"] and final["baseline"] == f"hf:{policy}"
+    metrics = json.loads((out / "final-vs-start" / "winrate" / "metrics.json").read_text())
+    assert metrics["policy"] == final["policy"] and metrics["baseline"] == f"hf:{policy}"
+    assert final["guards"]["policy"]["n"] == 1
     table = (out / "rounds.md").read_text()
-    assert len(table.strip().splitlines()) == 4 and table in proc.stdout + "\n"
+    assert len(table.strip().splitlines()) == 5 and table in proc.stdout + "\n"
+    assert table.strip().splitlines()[-1].startswith("| final |")
 
     again = _loop(tmp_path, policy, rounds=2)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("done before") == 6  # 3 stages x 2 rounds, nothing redone
+    # 3 stages x 2 rounds and the final comparison: nothing redone
+    assert again.stderr.count("done before") == 7
     assert json.loads((out / "loop.json").read_text())["rounds"] == rows

@@ -241,6 +241,13 @@ def test_documented_sequence_on_the_embedded_model(tmp_path):
         "--quiet",
     )  # fmt: skip
     assert f"policy: hf:{out}" in proc.stdout
+    # the drift check that ends every training run: starting vs trained on held-out prompts
+    assert "drift on 6 held-out prompts" in proc.stdout
+    drift = json.loads((out / "drift.json").read_text())
+    assert drift["start"] == "smollm2" and drift["prompts"] == 6
+    assert drift["base"]["n"] == drift["policy"]["n"] == 6
+    assert drift["kl"]["per_token"] >= 0 and len(drift["samples"]) == 3
+    assert ("warning:" in proc.stderr) == (drift["warning"] is not None)
     info = json.loads((out / "train.json").read_text())
     assert info["steps"] == 2 and all(math.isfinite(x) for x in info["losses"])
     base = load_file(resolve_checkpoint("smollm2") / "model.safetensors")

@@ -46,6 +46,7 @@ from rlaif.prompts import file_sha256
 from rlaif.rule_judge import RuleJudge, check_judge_spec
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
+from rlaif.train.drift import answer_health
 
 METRICS_FILE = "metrics.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -138,6 +139,15 @@ def summarize(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         "position_consistency": mean([float(c) for c in consistent]),
         "mean_chars_policy": mean([len(r["policy_response"]) for r in records]),
         "mean_chars_baseline": mean([len(r["baseline_response"]) for r in records]),
+        # what catches a win bought by degenerate answers (rlaif.train.drift)
+        "guards": {
+            role: answer_health([r[f"{role}_response"] for r in records])
+            for role in ("policy", "baseline")
+        },
+        "samples": [
+            {k: r[k] for k in ("prompt", "policy_response", "baseline_response")}
+            for r in records[:3]
+        ],
     }
 
 
