@@ -19,7 +19,8 @@ console = Console(stderr=True)
 
 MODEL_HELP = (
     "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
-    "hf:DIR (a local checkpoint, e.g. from rlaif train)."
+    "hf:DIR (a local checkpoint, e.g. from rlaif train, through transformers), gguf:DIR (the "
+    "same checkpoint exported once to GGUF and run by llama.cpp: about 4x faster generation)."
 )
 
 RULE_HELP = (

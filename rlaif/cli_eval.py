@@ -8,7 +8,11 @@ from rich.console import Console
 from rlaif.evaluate.gold import FORMATS
 from rlaif.evaluate.strategies import DEFAULT_STRATEGIES, STRATEGIES
 
-MODEL_HELP = "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL."
+MODEL_HELP = (
+    "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
+    "hf:DIR (a local checkpoint, e.g. from rlaif train, through transformers), gguf:DIR (the "
+    "same checkpoint exported once to GGUF and run by llama.cpp: about 4x faster generation)."
+)
 console = Console(stderr=True)
 
 

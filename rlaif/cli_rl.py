@@ -8,7 +8,8 @@ from rlaif.cli_drift import drift_option, run_drift_check
 
 MODEL_HELP = (
     "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
-    "hf:DIR (a local checkpoint, e.g. from rlaif train)."
+    "hf:DIR (a local checkpoint, e.g. from rlaif train, through transformers), gguf:DIR (the "
+    "same checkpoint exported once to GGUF and run by llama.cpp: about 4x faster generation)."
 )
 TRAINABLE_HELP = "Policy to train: smollm2 (the embedded model) or hf:DIR (a local checkpoint)."
 

@@ -21,7 +21,8 @@ def train_group() -> None:
     """Train on AI-labelled preferences: a reward model, or a policy with DPO.
 
     Each command writes a checkpoint directory (model, tokenizer and train.json) that every
-    other command takes as the model string hf:DIR.
+    other command takes as the model string hf:DIR (through transformers) or gguf:DIR
+    (exported once to GGUF and run by llama.cpp: about 4x faster generation).
     """
 
 

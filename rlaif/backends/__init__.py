@@ -8,6 +8,9 @@
                            URL from ``OPENAI_BASE_URL``; the key from ``OPENAI_API_KEY``
 ``hf:DIR``                 a local Hugging Face checkpoint directory (e.g. one ``rlaif train``
                            wrote), run by transformers
+``gguf:DIR``               the same checkpoint exported (once) to ``DIR/model-f16.gguf`` and
+                           run by llama.cpp: several times faster generation; only for
+                           checkpoints of the embedded model's architecture and tokenizer
 =========================  ==============================================================
 """
 
@@ -28,7 +31,7 @@ __all__ = [
     "VALID_SPECS",
 ]
 
-VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL, hf:DIR"
+VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL, hf:DIR, gguf:DIR"
 
 _OPEN: dict[str, Backend] = {}
 
@@ -39,11 +42,16 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     if spec == "smollm2":
         return "llamacpp", "smollm2"
     kind, sep, arg = spec.partition(":")
-    if not sep or not arg or kind not in ("llamacpp", "openai", "hf"):
+    if not sep or not arg or kind not in ("llamacpp", "openai", "hf", "gguf"):
         raise ModelSpecError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
     if kind == "llamacpp" and not Path(arg).is_file():
         raise ModelSpecError(f"{spec}: no such GGUF file {arg!r}; valid forms: {VALID_SPECS}")
-    if kind == "hf":
+    if kind == "gguf" and Path(arg).expanduser().is_file():
+        raise ModelSpecError(
+            f"{spec}: gguf: takes a checkpoint directory to export and run with llama.cpp; "
+            f"for a GGUF file write llamacpp:{arg}"
+        )
+    if kind in ("hf", "gguf"):
         from rlaif.train.models import check_checkpoint
 
         check_checkpoint(Path(arg).expanduser(), spec)
@@ -69,6 +77,11 @@ def load_backend(spec: str | Backend) -> Backend:
         from rlaif.backends.hf import TransformersBackend
 
         backend = TransformersBackend(spec, model_id=spec)
+    elif kind == "gguf":
+        from rlaif.backends.gguf_export import export_gguf
+        from rlaif.backends.llamacpp import LlamaCppBackend
+
+        backend = LlamaCppBackend(export_gguf(Path(arg).expanduser()), model_id=spec)
     else:
         from rlaif.backends.openai_compat import OpenAIBackend
 

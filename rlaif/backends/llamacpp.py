@@ -73,11 +73,15 @@ class LlamaCppBackend(Backend):
         self.model_id = model_id or f"llamacpp:{path}"
         self.path = path
         self._llama_cpp = llama_cpp
+        threads = n_threads or _default_threads()
         try:
+            # n_threads_batch too: llama-cpp-python's default (every core) would ignore
+            # RLAIF_N_THREADS for prompt evaluation, measured 4-5x slower on a busy 2-core machine
             self.llm = llama_cpp.Llama(
                 str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or _default_threads(),
+                n_threads=threads,
+                n_threads_batch=threads,
                 verbose=False,
             )
         except ValueError as e:
