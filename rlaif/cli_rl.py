@@ -359,6 +359,15 @@ def _overlap_note(m: dict) -> str:
     type=click.FloatRange(0, 0.5, max_open=True),
     help="Win-rate labels with |p - 0.5| <= this are ties.",
 )
+@click.option(
+    "--generate-with",
+    type=click.Choice(["gguf", "hf"]),
+    default="gguf",
+    show_default=True,
+    help="How trained policies answer: gguf exports each checkpoint once to GGUF and runs it "
+    "with llama.cpp (about 4x faster; checkpoints of another architecture stay on "
+    "transformers); hf runs them with transformers.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def loop(quiet, **options):

@@ -164,3 +164,22 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
     # 3 stages x 2 rounds and the final comparison: nothing redone
     assert again.stderr.count("done before") == 7
     assert json.loads((out / "loop.json").read_text())["rounds"] == rows
+
+
+def test_trained_policies_answer_through_their_gguf_export_when_it_exists(tmp_path):
+    """The loop generates with gguf:DIR (llama.cpp, ~4x faster) for checkpoints shaped like the
+    embedded model, and keeps hf:DIR for any other (the tiny test model)."""
+    import shutil
+
+    from rlaif.loop import _generation_spec
+    from rlaif.train.models import resolve_checkpoint
+
+    lines: list[str] = []
+    smollm2 = tmp_path / "smollm2"
+    shutil.copytree(resolve_checkpoint("smollm2"), smollm2)
+    assert _generation_spec(f"hf:{smollm2}", lines.append) == f"gguf:{smollm2}"
+    assert (smollm2 / "model-f16.gguf").is_file() and not lines
+    tiny = tiny_checkpoint(tmp_path / "tiny")
+    assert _generation_spec(f"hf:{tiny}", lines.append) == f"hf:{tiny}"
+    assert lines and "answers through transformers" in lines[0]
+    assert _generation_spec("smollm2", lines.append) == "smollm2"

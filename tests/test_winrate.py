@@ -253,6 +253,11 @@ def test_default_baseline_is_the_starting_model_through_the_same_backend(tmp_pat
     from_smollm2 = _trained(tmp_path, "c", "smollm2", [])
     assert default_baseline(from_smollm2) == f"hf:{resolve_checkpoint('smollm2')}"
     assert default_baseline("llamacpp:/models/x.gguf") == "smollm2"
+    # a policy answering through its GGUF export plays its start through its export too
+    policy = _trained(tmp_path, "d", f"hf:{start}", [])
+    assert default_baseline("gguf:" + policy[3:]) == f"gguf:{start}"
+    assert default_baseline("gguf:" + from_smollm2[3:]) == f"gguf:{resolve_checkpoint('smollm2')}"
+    assert checkpoint_fingerprint("gguf:" + policy[3:]) == checkpoint_fingerprint(policy)
     with pytest.raises(InputError, match="name one with --baseline"):
         default_baseline(f"hf:{start}")  # no train.json: rlaif did not train it
 

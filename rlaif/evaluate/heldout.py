@@ -40,7 +40,8 @@ def default_baseline(policy: str) -> str:
     """The baseline to compare ``policy`` with when none is named: like with like.
 
     ``hf:DIR`` trained by rlaif: the model it started from (``smollm2`` as its converted
-    checkpoint, through the same transformers backend). Any other model string: ``smollm2``.
+    checkpoint, through the same transformers backend; for ``gguf:DIR`` the same checkpoint
+    through its GGUF export). Any other model string: ``smollm2``.
     InputError for an ``hf:DIR`` whose starting model cannot be told.
     """
     path = checkpoint_dir(policy)
@@ -52,11 +53,13 @@ def default_baseline(policy: str) -> str:
             f"--policy {policy}: no train.json in {path} says which model it was trained from, "
             "so there is no like-for-like baseline; name one with --baseline"
         )
+    # the same backend as the policy: transformers for hf:, llama.cpp on an export for gguf:
+    prefix = "gguf:" if policy.strip().startswith("gguf:") else "hf:"
     if start == "smollm2":
         from rlaif.train.models import resolve_checkpoint
 
-        return f"hf:{resolve_checkpoint('smollm2')}"
-    return start if start.startswith("hf:") else f"hf:{start}"
+        return f"{prefix}{resolve_checkpoint('smollm2')}"
+    return f"{prefix}{start.removeprefix('hf:')}"
 
 
 @dataclass

@@ -47,6 +47,7 @@ from rlaif.rule_judge import RuleJudge, check_judge_spec
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 from rlaif.train.drift import answer_health
+from rlaif.train.provenance import checkpoint_dir
 
 METRICS_FILE = "metrics.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -145,17 +146,18 @@ def summarize(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
             for role in ("policy", "baseline")
         },
         "samples": [
-            {k: r[k] for k in ("prompt", "policy_response", "baseline_response")}
+            {k: r.get(k) for k in ("prompt", "policy_response", "baseline_response")}
             for r in records[:3]
         ],
     }
 
 
 def checkpoint_fingerprint(spec: str) -> str | None:
-    """sha256 (16 hex digits) of an ``hf:DIR`` checkpoint's config and weights; None otherwise."""
-    if not spec.startswith("hf:"):
+    """sha256 (16 hex digits) of an ``hf:DIR`` or ``gguf:DIR`` checkpoint's config and
+    weights (the GGUF is exported from them); None otherwise."""
+    path = checkpoint_dir(spec)
+    if path is None:
         return None
-    path = Path(spec[3:]).expanduser()
     digest = hashlib.sha256()
     files = sorted([path / "config.json", *path.glob("*.safetensors"), *path.glob("*.bin")])
     for f in files:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +30,24 @@ DEGENERATE_RISE = 0.10
 #: below this KL (nats per token) and with no answer changed, the policy did not move
 STILL_KL = 1e-3
 
+#: an answer whose 4-word sequences are less than this share distinct is looping
+LOOP_DISTINCT = 0.75
+
 _WORD = re.compile(r"\w+")
 
 
 def is_looping(text: str) -> bool:
-    """True for an answer stuck in repetition: one word 4+ times in a row, or a 3-word
-    sequence 3+ times (``"Sweetshree, Sweetshree, ..."``, a sentence said over and over)."""
+    """True for an answer stuck in repetition: one word 4+ times in a row
+    (``"Sweetshree, Sweetshree, ..."``), or fewer than :data:`LOOP_DISTINCT` of its 4-word
+    sequences distinct (a sentence said over and over; a list or code block is not enough)."""
     words = [w.lower() for w in _WORD.findall(text)]
     run = 1
     for prev, word in zip(words, words[1:], strict=False):
         run = run + 1 if word == prev else 1
         if run >= 4:
             return True
-    grams = Counter(zip(words, words[1:], words[2:], strict=False))
-    return bool(grams) and max(grams.values()) >= 3
+    grams = list(zip(words, words[1:], words[2:], words[3:], strict=False))
+    return len(grams) >= 8 and len(set(grams)) / len(grams) < LOOP_DISTINCT
 
 
 def is_near_empty(text: str) -> bool:

@@ -19,10 +19,11 @@ TRAIN_JSON = "train.json"
 
 
 def checkpoint_dir(spec: str) -> Path | None:
-    """The directory of an ``hf:DIR`` model string (or a plain directory); None otherwise."""
+    """The checkpoint directory of an ``hf:DIR`` or ``gguf:DIR`` model string; None otherwise."""
     spec = (spec or "").strip()
-    if spec.startswith("hf:"):
-        return Path(spec[3:]).expanduser()
+    for prefix in ("hf:", "gguf:"):
+        if spec.startswith(prefix):
+            return Path(spec[len(prefix) :]).expanduser()
     return None
 
 
