@@ -319,7 +319,7 @@ def _overlap_note(m: dict) -> str:
 )
 @click.option(
     "--dpo-learning-rate",
-    default=5e-6,
+    default=2e-5,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
 )

@@ -26,8 +26,11 @@ def train_group() -> None:
     """
 
 
-def _common_options(f):
-    """Options shared by the training commands (applied bottom-up)."""
+def _common_options(f=None, *, epochs: int = 1):
+    """Options shared by the training commands (applied bottom-up); ``epochs`` is the
+    default of ``--epochs``."""
+    if f is None:
+        return lambda g: _common_options(g, epochs=epochs)
     options = [
         click.option(
             "--data", required=True, help="Preferences JSONL (rlaif run writes preferences.jsonl)."
@@ -38,7 +41,7 @@ def _common_options(f):
             required=True,
             help="New (or empty) directory for the checkpoint; use it as hf:DIR.",
         ),
-        click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=1)),
+        click.option("--epochs", default=epochs, show_default=True, type=click.IntRange(min=1)),
         click.option(
             "--max-steps",
             default=None,
@@ -161,9 +164,9 @@ def train_reward_cmd(**kw):
 
 
 @train_group.command("dpo")
-@_common_options
+@_common_options(epochs=2)
 @drift_option
-@click.option("--learning-rate", default=5e-6, show_default=True, type=float)
+@click.option("--learning-rate", default=2e-5, show_default=True, type=float)
 @click.option(
     "--beta",
     default=0.1,

@@ -70,7 +70,7 @@ class LoopConfig:
     temperature: float = 0.8
     dpo_steps: int = 8
     dpo_batch_size: int = 2
-    dpo_learning_rate: float = 5e-6
+    dpo_learning_rate: float = 2e-5
     dpo_beta: float = 0.1
     min_margin: float = 0.0
     #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)

@@ -60,12 +60,14 @@ class DPOSettings:
     out: Path
     #: policy to train (and the frozen reference): smollm2 or hf:DIR
     model: str = "smollm2"
-    epochs: int = 1
+    #: 2 epochs at 2e-5: 69 rule-labelled pairs took the held-out pass rate of the embedded
+    #: model from 6% to 53% (KL 0.1 nats/token); 1 epoch at 5e-6 left it where it was
+    epochs: int = 2
     #: stop after this many optimizer steps (overrides ``epochs``)
     max_steps: int | None = None
     #: pairs per optimizer step
     batch_size: int = 4
-    learning_rate: float = 5e-6
+    learning_rate: float = 2e-5
     #: DPO's KL strength: higher keeps the policy closer to the reference
     beta: float = 0.1
     #: tokens of prompt + response; longer sequences are cut at the end
