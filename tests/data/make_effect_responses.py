@@ -1,0 +1,66 @@
+"""Write tests/data/effect_responses.jsonl: the embedded model's own answers for the effect tests.
+
+The effect tests (tests/test_effect_training.py) train on pairs of answers that SmolLM2-135M
+itself wrote, labelled at test time by a rule. Sampling them takes minutes on 2 cores, so they
+are sampled once, here, and committed. Prompts are short single-line instructions of
+AlpacaEval (../shared/data/prompts/alpaca-eval-805.json, Apache-2.0), split by prompt into a
+training and a held-out part. Each prompt gets four samples from the embedded model through
+llama.cpp at temperature 1: two for the prompt as it is and two for the prompt with a request
+to be brief appended, so that the samples differ in length (the property the rule checks).
+The stored prompt is always the prompt as it is; the request is recorded per sample.
+
+    .venv/bin/python tests/data/make_effect_responses.py   # about 6 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SOURCE = HERE.parents[2] / "shared" / "data" / "prompts" / "alpaca-eval-805.json"
+OUT = HERE / "effect_responses.jsonl"
+TRAIN, HELDOUT = 96, 32
+BRIEF = " Answer in one or two sentences."
+MAX_TOKENS = 96
+
+
+def prompts() -> list[str]:
+    """Short single-line AlpacaEval instructions, in a fixed random order."""
+    rows = json.loads(SOURCE.read_text(encoding="utf-8"))
+    short = sorted(
+        {r["instruction"].strip() for r in rows if len(r["instruction"]) < 160}
+        - {r["instruction"].strip() for r in rows if "\n" in r["instruction"]}
+    )
+    random.Random(0).shuffle(short)
+    return short[: TRAIN + HELDOUT]
+
+
+def main() -> int:
+    """Sample the answers and write the JSONL file."""
+    from rlaif.backends import load_backend
+
+    backend = load_backend("smollm2")
+    with OUT.open("w", encoding="utf-8") as f:
+        for i, prompt in enumerate(prompts()):
+            samples = []
+            for k, suffix in enumerate(("", "", BRIEF, BRIEF)):
+                g = backend.generate(
+                    [{"role": "user", "content": prompt + suffix}],
+                    max_tokens=MAX_TOKENS,
+                    temperature=1.0,
+                    seed=k,
+                )
+                samples.append(
+                    {"text": g.text, "truncated": g.finish_reason == "length", "asked": suffix}
+                )
+            split = "train" if i < TRAIN else "heldout"
+            f.write(json.dumps({"prompt": prompt, "split": split, "samples": samples}) + "\n")
+            print(f"{i + 1}/{TRAIN + HELDOUT}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Shared parts of the effect tests: the model's own answers, rule labels, and the yardsticks.
+
+The known-correct labeller is a rule, ``rule:words=8-40``: an answer of 8 to 40 words that
+ends by itself. The embedded model rarely gives one (its greedy answers to the held-out
+prompts run to the token limit), so a rise in the pass rate is an effect of training, and a
+rule whose optimum is a real answer cannot be won by saying nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlaif.rule_judge import RuleJudge
+from rlaif.rules import load_score_function
+from rlaif.train import drift
+
+FIXTURE = Path(__file__).parent / "data" / "effect_responses.jsonl"
+RULE = "rule:words=8-40"
+#: tokens of a held-out greedy answer: room for 40 words and the end token
+GEN_TOKENS = 72
+
+
+def fixture_rows(split: str) -> list[dict]:
+    """The committed answers of one split ("train" or "heldout")."""
+    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def passes(text: str, truncated: bool = False) -> bool:
+    """Whether an answer passes the rule (an answer cut at the token limit never does)."""
+    (score,) = load_score_function(RULE)([[{"role": "user", "content": ""}]], [text])
+    return score == 1.0 and not truncated
+
+
+def rule_pairs(split: str, per_prompt: int = 2) -> list[dict]:
+    """Pairs the rule decides, labelled by the rule judge through rlaif's compare.
+
+    Per prompt up to ``per_prompt`` pairs of a passing and a failing sample; the record's
+    ``chosen`` is the passing one and ``p_chosen`` the rule judge's probability for it.
+    """
+    judge = RuleJudge(RULE)
+    pairs = []
+    for row in fixture_rows(split):
+        samples = row["samples"]
+        good = [s["text"] for s in samples if passes(s["text"], s["truncated"])]
+        # failing on the rule itself (an answer cut at the token limit may pass the word count)
+        bad = [s["text"] for s in samples if not passes(s["text"])]
+        for chosen, rejected in list(zip(good, bad, strict=False))[:per_prompt]:
+            p = judge.compare(row["prompt"], chosen, rejected).p_a
+            assert p is not None and p > 0.5, (chosen, rejected, p)
+            pairs.append(
+                {"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "p_chosen": p}
+            )
+    return pairs
+
+
+def variant(pairs: list[dict], kind: str, seed: int = 0) -> list[dict]:
+    """The pairs as labelled ("correct"), with chosen and rejected swapped, or shuffled."""
+    if kind == "correct":
+        return pairs
+    if kind == "swapped":
+        return [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
+    if kind == "shuffled":  # each pair turned around with probability 1/2
+        rng = random.Random(seed)
+        return [variant([p], "swapped")[0] if rng.random() < 0.5 else p for p in pairs]
+    raise ValueError(kind)
+
+
+def write_jsonl(records: list[dict], path: Path) -> Path:
+    """Write records as JSONL and return the path."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Yardstick:
+    """The held-out figures of one model: the rule's pass rate and the answers' health."""
+
+    pass_rate: float
+    health: dict
+    answers: list[str]
+
+
+def measure(model, tokenizer, prompts: list[str]) -> Yardstick:
+    """Greedy answers to the held-out prompts: pass rate of the rule and their health."""
+    answers = drift.greedy_answers(model, tokenizer, prompts, max_new_tokens=GEN_TOKENS)
+    texts = [a.text for a in answers]
+    rate = sum(passes(a.text, a.truncated) for a in answers) / len(answers)
+    return Yardstick(rate, drift.answer_health(texts, [a.truncated for a in answers]), texts)

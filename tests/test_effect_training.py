@@ -1,0 +1,233 @@
+"""Training on AI feedback makes the policy better, and a broken variant shows it does not.
+
+Every test here trains the real embedded model (SmolLM2-135M through transformers) on answers
+it wrote itself (tests/data/effect_responses.jsonl), labelled by a rule that is right by
+construction (``rule:words=8-40``, see effect_support), and measures on held-out prompts:
+
+- DPO raises the held-out implicit-reward accuracy and the rule's pass rate of greedy answers;
+  with chosen and rejected swapped the same test fails (marked xfail, strict: if the swapped
+  variant ever passes, the suite fails), and with shuffled labels the pass rate does not rise.
+  The implicit-reward accuracy does rise with shuffled labels (0.87): on a length rule it is
+  confounded by length, a measured fault kept as a strict xfail;
+- a reward model trained on the rule's labels ranks held-out pairs above chance;
+- every trained policy still answers: no rise in empty answers, and its KL to the starting
+  model on held-out prompts stays under a stated bound. The same check for answers stuck in a
+  loop fails today (2 -> 5 of 32 held-out answers loop after DPO): it is marked xfail, strict.
+
+GRPO has no effect test: with the rule as reward, 24 steps of 16 samples (about 25 minutes on
+2 cores) raised the mean training reward from 0.06 to about 0.3 but left the held-out greedy
+pass rate where it was (0.06), so no test here could show an effect in CI's time.
+
+``pytest -k effect`` runs these alone (about 30 minutes on 2 cores: three DPO trainings and a
+reward model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from effect_support import (
+    RULE,
+    fixture_rows,
+    measure,
+    rule_pairs,
+    variant,
+    write_jsonl,
+)
+
+from rlaif.train import drift
+from rlaif.train.dpo import DPOSettings, train_dpo
+from rlaif.train.models import load_model_and_tokenizer
+
+#: DPO settings of the effect tests: the soft loss with beta 0.1 as rlaif train dpo's defaults,
+#: 8 pairs a step at learning rate 3e-5 and answers cut at 160 tokens to fit 2 cores (18 steps)
+DPO = {"epochs": 2, "learning_rate": 3e-5, "beta": 0.1, "batch_size": 8, "max_length": 160}
+#: the pass rate must rise by at least this much (absolute) on the held-out prompts
+MIN_PASS_GAIN = 0.15
+#: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy)
+MIN_ACCURACY = 0.7
+#: near-empty and looping answers may rise by at most one held-out prompt
+MAX_DEGENERATE_RISE = 1
+#: KL(policy || start) along the policy's held-out answers, nats per token
+MAX_KL_PER_TOKEN = 0.5
+
+
+@pytest.fixture(scope="module")
+def heldout_prompts() -> list[str]:
+    return [r["prompt"] for r in fixture_rows("heldout")]
+
+
+@pytest.fixture(scope="module")
+def base(heldout_prompts):
+    model, tokenizer = load_model_and_tokenizer("smollm2")
+    model.eval()
+    return model, tokenizer, measure(model, tokenizer, heldout_prompts)
+
+
+@pytest.fixture(scope="module")
+def heldout_pairs() -> list[tuple]:
+    return [(p["prompt"], p["chosen"], p["rejected"]) for p in rule_pairs("heldout")]
+
+
+def wilson_low(successes: float, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson 95% interval of a proportion."""
+    if n == 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+_TRAINED: dict[str, object] = {}
+
+
+def trained_dpo(tmp_path_factory, kind: str):
+    """DPO on the training split's rule pairs (as labelled, swapped or shuffled), once a kind."""
+    if kind not in _TRAINED:
+        work = tmp_path_factory.mktemp(f"dpo-{kind}")
+        data = write_jsonl(variant(rule_pairs("train"), kind), work / "prefs.jsonl")
+        train_dpo(DPOSettings(data=str(data), out=work / "policy", **DPO), show_progress=False)
+        model, _ = load_model_and_tokenizer(f"hf:{work / 'policy'}")
+        model.eval()
+        _TRAINED[kind] = model
+    return _TRAINED[kind]
+
+
+def effect(base, policy, heldout_prompts, heldout_pairs) -> dict:
+    """The held-out figures of a trained policy against the starting model."""
+    model, tokenizer, before = base
+    after = measure(policy, tokenizer, heldout_prompts)
+    accuracy = (
+        drift.implicit_reward_accuracy(policy, model, tokenizer, heldout_pairs)
+        if heldout_pairs
+        else {"n": 0, "accuracy": math.nan}
+    )
+    kl = drift.kl_to_reference(policy, model, tokenizer, heldout_prompts, after.answers)
+    n = len(heldout_prompts)
+    return {
+        "before": before,
+        "after": after,
+        "accuracy": accuracy,
+        "kl": kl,
+        "n": n,
+        "summary": (
+            f"pass rate {before.pass_rate:.2f} -> {after.pass_rate:.2f}; implicit-reward "
+            f"accuracy {accuracy['accuracy']:.2f} on {accuracy['n']} pairs; near-empty "
+            f"{before.health['near_empty']:.2f} -> {after.health['near_empty']:.2f}; looping "
+            f"{before.health['looping']:.2f} -> {after.health['looping']:.2f}; mean words "
+            f"{before.health['mean_words']:.1f} -> {after.health['mean_words']:.1f}; KL "
+            f"{kl['per_token']:.3f} nats/token"
+        ),
+    }
+
+
+def assert_not_empty_and_close(result: dict) -> None:
+    """No rise in near-empty answers beyond one prompt; KL to the start under the bound."""
+    before, after, n = result["before"].health, result["after"].health, result["n"]
+    rise = round((after["near_empty"] - before["near_empty"]) * n)
+    assert rise <= MAX_DEGENERATE_RISE, f"near-empty rose by {rise}: {result['summary']}"
+    assert result["kl"]["per_token"] < MAX_KL_PER_TOKEN, result["summary"]
+
+
+def assert_no_more_loops(result: dict) -> None:
+    """No rise in answers stuck in a loop beyond one prompt."""
+    before, after, n = result["before"].health, result["after"].health, result["n"]
+    rise = round((after["looping"] - before["looping"]) * n)
+    assert rise <= MAX_DEGENERATE_RISE, f"looping rose by {rise} prompts: {result['summary']}"
+
+
+def assert_dpo_effect(result: dict) -> None:
+    """The policy learned the rule: held-out accuracy and pass rate up, answers still answers."""
+    acc = result["accuracy"]
+    assert acc["accuracy"] >= MIN_ACCURACY, result["summary"]
+    assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) > 0.5, result["summary"]
+    gain = result["after"].pass_rate - result["before"].pass_rate
+    assert gain >= MIN_PASS_GAIN, result["summary"]
+    assert_not_empty_and_close(result)
+
+
+def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, heldout_pairs):
+    policy = trained_dpo(tmp_path_factory, "correct")
+    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    print(result["summary"])
+    assert_dpo_effect(result)
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="known, measured: DPO on these pairs raises answers stuck in a loop from 2 to 5 of "
+    "32 held-out prompts (issue 14 stays open); strict, so a fix shows up as XPASS",
+)
+def test_dpo_effect_keeps_answers_out_of_loops(
+    tmp_path_factory, base, heldout_prompts, heldout_pairs
+):
+    result = effect(base, trained_dpo(tmp_path_factory, "correct"), heldout_prompts, heldout_pairs)
+    print(result["summary"])
+    assert_no_more_loops(result)
+
+
+@pytest.mark.xfail(
+    raises=AssertionError, strict=True, reason="chosen and rejected swapped: must not learn"
+)
+def test_dpo_effect_swapped_labels_fails(tmp_path_factory, base, heldout_prompts, heldout_pairs):
+    policy = trained_dpo(tmp_path_factory, "swapped")
+    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    print(result["summary"])
+    assert_dpo_effect(result)
+
+
+def test_dpo_effect_control_shuffled_labels_gains_nothing(
+    tmp_path_factory, base, heldout_prompts, heldout_pairs
+):
+    policy = trained_dpo(tmp_path_factory, "shuffled")
+    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    print(result["summary"])
+    gain = result["after"].pass_rate - result["before"].pass_rate
+    assert gain < MIN_PASS_GAIN, result["summary"]
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="known, measured: with shuffled labels the held-out implicit-reward accuracy is "
+    "still 0.87 (0.90 with true labels): DPO lowers the log-probability of long answers more "
+    "than of short ones whatever the labels, so on a length rule this figure is confounded; "
+    "the pass rate (6% -> 56% true, -> 12% shuffled, -> 0% swapped) is the evidence",
+)
+def test_dpo_effect_control_shuffled_implicit_accuracy_is_at_chance(
+    tmp_path_factory, base, heldout_prompts, heldout_pairs
+):
+    policy = trained_dpo(tmp_path_factory, "shuffled")
+    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    acc = result["accuracy"]
+    assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) <= 0.5, result["summary"]
+
+
+def test_effect_fixture_is_what_the_rule_needs(base):
+    """The base model rarely passes the rule, and the training split has enough rule pairs."""
+    _, _, before = base
+    assert before.pass_rate <= 0.35, f"the base model already passes {before.pass_rate:.0%}"
+    assert len(rule_pairs("train")) >= 48
+    assert RULE == "rule:words=8-40"
+
+
+def test_reward_model_effect_ranks_heldout_pairs(tmp_path, heldout_pairs):
+    from rlaif.train.reward import RewardModel, RewardSettings, train_reward
+
+    data = write_jsonl(rule_pairs("train"), tmp_path / "prefs.jsonl")
+    out = tmp_path / "rm"
+    train_reward(
+        RewardSettings(data=str(data), out=out, epochs=2, held_out=0.0, max_length=192),
+        show_progress=False,
+    )
+    rm = RewardModel.load(str(out))
+    prompts = [p for p, _, _ in heldout_pairs]
+    chosen = rm.score(prompts, [c for _, c, _ in heldout_pairs])
+    rejected = rm.score(prompts, [r for _, _, r in heldout_pairs])
+    right = sum(c > r for c, r in zip(chosen, rejected, strict=True))
+    n = len(heldout_pairs)
+    print(f"reward model ranks {right}/{n} held-out pairs right")
+    assert wilson_low(right, n) > 0.5, f"{right}/{n} held-out pairs ranked right"
