@@ -3,6 +3,8 @@
 Every checkpoint ``rlaif train`` writes is such a directory, so a trained policy can generate,
 be judged, or judge, like any other model. Prompts are built with the checkpoint's own chat
 template; choice log-probabilities are a full-vocabulary log-softmax at the last position.
+The model runs on a CUDA GPU in bf16 where there is one (see :mod:`rlaif.train.accelerator`),
+else on the CPU in float32.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ TOP_P = 0.95
 
 
 class TransformersBackend(Backend):
-    """A causal LM checkpoint directory run in-process by transformers on the CPU."""
+    """A causal LM checkpoint directory run in-process by transformers (GPU if any, else CPU)."""
 
     def __init__(self, spec: str, *, model_id: str | None = None) -> None:
         from rlaif.backends.llamacpp import _default_threads
+        from rlaif.train.accelerator import device, inference_dtype
         from rlaif.train.models import load_tokenizer, resolve_checkpoint
 
         path = resolve_checkpoint(spec)
@@ -42,7 +45,9 @@ class TransformersBackend(Backend):
         if not self.tokenizer.chat_template:
             raise BackendError(f"{self.model_id}: the checkpoint's tokenizer has no chat template")
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch.float32)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(self.path), dtype=inference_dtype()
+            ).to(device())
         except (OSError, ValueError) as e:
             raise BackendError(f"{self.model_id}: transformers cannot load it ({e})") from e
         self.model.eval()
@@ -92,7 +97,7 @@ class TransformersBackend(Backend):
         torch = self._torch
         tokens = self.prompt_tokens(messages)
         self._check_length(len(tokens), max_tokens)
-        input_ids = torch.tensor([tokens])
+        input_ids = torch.tensor([tokens], device=self.model.device)
         sampling = (
             {"do_sample": True, "temperature": temperature, "top_k": TOP_K, "top_p": TOP_P}
             if temperature > 0
@@ -100,7 +105,8 @@ class TransformersBackend(Backend):
         )
         eos = self.tokenizer.eos_token_id
         # A private RNG state: the same seed gives the same sample whatever ran before.
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        rng_devices = [] if self.model.device.type == "cpu" else [self.model.device]
+        with torch.random.fork_rng(devices=rng_devices), torch.inference_mode():
             torch.manual_seed(seed)
             out = self.model.generate(
                 input_ids=input_ids,
@@ -127,8 +133,10 @@ class TransformersBackend(Backend):
         tokens = self.prompt_tokens(messages)
         self._check_length(len(tokens))
         with torch.inference_mode():
-            logits = self.model(input_ids=torch.tensor([tokens]), logits_to_keep=1).logits
-        logprobs_all = torch.log_softmax(logits[0, -1].double(), dim=-1)
+            ids = torch.tensor([tokens], device=self.model.device)
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits
+        # float64 on the CPU, whatever the model's device and dtype
+        logprobs_all = torch.log_softmax(logits[0, -1].cpu().double(), dim=-1)
         logprobs: dict[str, float | None] = {}
         for choice in choices:
             ids = self._ids_for(choice)

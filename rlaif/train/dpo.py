@@ -239,6 +239,8 @@ def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair], token
 
 def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
     """DPOConfig arguments: CPU-friendly, quiet, nothing saved by the trainer itself."""
+    from rlaif.train.accelerator import device, use_bf16
+
     return dict(
         # the reference's log-probs, once per pair before training; the soft loss reads them
         precompute_ref_log_probs=True,
@@ -255,8 +257,10 @@ def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
         disable_tqdm=True,
         seed=settings.seed,
         dataloader_num_workers=0,
-        # float32 throughout, and no recomputation: a 135M model fits in memory as it is
-        bf16=False,
+        # bf16 mixed precision on a GPU that has it (float32 master weights), else float32;
+        # no recomputation: a 135M model fits in memory as it is
+        bf16=use_bf16(),
+        use_cpu=device() == "cpu",
         gradient_checkpointing=False,
         dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",

@@ -110,8 +110,10 @@ def greedy_answers(
     for start in range(0, len(prompts), batch_size):
         rows = [_prompt_ids(tokenizer, p) for p in prompts[start : start + batch_size]]
         width = max(map(len, rows))
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
+        mask = torch.tensor(
+            [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device
+        )
         with torch.inference_mode():
             out = model.generate(
                 input_ids=ids,
@@ -146,12 +148,13 @@ def _pair_ids(tokenizer, prompt, answer: str) -> tuple[list[int], int]:
 
 
 def _answer_logits(model, ids: list[int], start: int):
-    """Logits predicting each answer token (positions start-1 .. end-2)."""
+    """Logits predicting each answer token (positions start-1 .. end-2), float64 on the CPU."""
     import torch
 
     with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([ids])).logits[0]
-    return logits[start - 1 : len(ids) - 1].double()
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0]
+    # on the CPU: the policy and the reference it is compared with may sit on different devices
+    return logits[start - 1 : len(ids) - 1].cpu().double()
 
 
 def answer_logprob(model, tokenizer, prompt, answer: str) -> float:

@@ -204,6 +204,7 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
 
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.evaluate.curves import training_curves_png
+    from rlaif.train.accelerator import device, use_bf16
     from rlaif.train.models import load_model_and_tokenizer, save_policy
     from rlaif.train.provenance import training_record
 
@@ -228,9 +229,9 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
             report_to=[],
             disable_tqdm=True,
             seed=settings.seed,
-            bf16=False,
+            bf16=use_bf16(),
             gradient_checkpointing=False,
-            use_cpu=not torch.cuda.is_available(),
+            use_cpu=device() == "cpu",
             **settings.extra,
         )
         trainer = GRPOTrainer(

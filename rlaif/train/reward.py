@@ -125,7 +125,7 @@ class RewardModel:
         """Rewards (a 1-D tensor, with gradients) of full conversations ending in a response."""
         batch = self._encode(conversations)
         self.tokens_seen += int(batch["attention_mask"].sum())
-        return self.model(**batch).logits[:, 0]
+        return self.model(**batch.to(self.model.device)).logits[:, 0]
 
     def score(self, prompts: list[str | list[dict]], responses: list[str]) -> list[float]:
         """Reward of each response to its prompt (text or chat messages), without gradients."""
@@ -164,7 +164,8 @@ def evaluate_pairs(
     with torch.inference_mode():
         for i in range(0, len(pairs), batch_size):
             chunk = pairs[i : i + batch_size]
-            q += torch.sigmoid(pair_logits(rm, chunk)).tolist()
+            # float32 before the sigmoid: under bf16 autocast the logits are bf16
+            q += torch.sigmoid(pair_logits(rm, chunk).float()).tolist()
             if task is not None:
                 progress.advance(task, len(chunk))
     if task is not None:
@@ -232,6 +233,7 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
 
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.evaluate.curves import training_curves_png
+    from rlaif.train.accelerator import autocast, device
     from rlaif.train.models import add_lora, check_out_dir, save_policy
     from rlaif.train.progress import training_progress
     from rlaif.train.provenance import training_record
@@ -246,6 +248,8 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     rm = RewardModel.load(settings.model, num_labels_new=True, max_length=settings.max_length)
     if settings.lora:
         rm.model = add_lora(rm.model, task_type="SEQ_CLS")
+    # float32 weights on the GPU if there is one; the forward passes autocast to bf16 there
+    rm.model.to(device())
     optimizer = torch.optim.AdamW(
         [p for p in rm.model.parameters() if p.requires_grad], lr=settings.learning_rate
     )
@@ -259,7 +263,8 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     started = time.perf_counter()
     with training_progress(show_progress) as progress:
         rm.model.eval()
-        before = evaluate_pairs(rm, held, progress=progress)
+        with autocast():
+            before = evaluate_pairs(rm, held, progress=progress)
         task = progress.add_task("reward", total=total, info="")
         rm.model.train()
         loop_started, tokens_before = time.perf_counter(), rm.tokens_seen
@@ -274,9 +279,11 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
             target = torch.tensor(
                 [hard_target(p.p_chosen) if settings.hard_labels else p.p_chosen for p in batch],
                 dtype=torch.float32,
+                device=rm.model.device,
             )
-            logits = pair_logits(rm, batch)
-            loss = F.binary_cross_entropy_with_logits(logits, target)
+            with autocast():
+                logits = pair_logits(rm, batch)
+                loss = F.binary_cross_entropy_with_logits(logits, target)
             decided = target != 0.5
             accuracies.append(
                 ((logits > 0) == (target > 0.5))[decided].float().mean().item()
@@ -293,7 +300,8 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         loop_cpu_seconds = time.process_time() - cpu_started
         train_tokens = rm.tokens_seen - tokens_before
         rm.model.eval()
-        after = evaluate_pairs(rm, held, progress=progress)
+        with autocast():
+            after = evaluate_pairs(rm, held, progress=progress)
     info = {
         "method": "reward",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},

@@ -1,0 +1,67 @@
+"""Which device and precision rlaif's torch work (training, ``hf:`` generation) uses.
+
+A CUDA GPU that torch can see is used, in bf16 where the GPU supports it; otherwise everything
+runs on the CPU in float32, the default the tests run. ``RLAIF_DEVICE=cpu`` keeps a visible GPU
+out of it; ``RLAIF_DEVICE=cuda`` insists on one. The GPU path has never been run on a GPU in
+this project's CI: its tests run on CPUs, with the GPU checks faked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+from rlaif.errors import RlaifError
+
+if TYPE_CHECKING:
+    import torch
+
+#: the environment variable that picks the device; unset: a GPU if torch sees one
+ENV = "RLAIF_DEVICE"
+DEVICES = ("cpu", "cuda")
+
+
+def device() -> str:
+    """``"cuda"`` when torch sees a CUDA GPU and ``RLAIF_DEVICE`` is not ``cpu``; else ``"cpu"``."""
+    import torch
+
+    value = os.environ.get(ENV, "").strip().lower()
+    if value and value not in DEVICES:
+        raise RlaifError(
+            f"{ENV} must be 'cpu' or 'cuda' (or unset to use a GPU when there is one), "
+            f"not {os.environ[ENV]!r}"
+        )
+    if value == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if value == "cuda":
+        raise RlaifError(
+            f"{ENV}=cuda but torch sees no CUDA GPU (torch {torch.__version__}); unset {ENV} "
+            "to run on the CPU"
+        )
+    return "cpu"
+
+
+def use_bf16() -> bool:
+    """Whether torch work runs in bf16: on a CUDA device that supports it, never on the CPU."""
+    import torch
+
+    return device() == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def inference_dtype() -> torch.dtype:
+    """The dtype to load a model in for inference: bf16 where :func:`use_bf16`, else float32."""
+    import torch
+
+    return torch.bfloat16 if use_bf16() else torch.float32
+
+
+def autocast() -> contextlib.AbstractContextManager:
+    """bf16 autocast on the GPU where :func:`use_bf16` (weights stay float32); else nothing."""
+    import torch
+
+    if use_bf16():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
