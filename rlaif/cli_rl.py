@@ -331,6 +331,13 @@ def _overlap_note(m: dict) -> str:
     help="DPO's KL strength.",
 )
 @click.option(
+    "--dpo-nll-weight",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Weight of the chosen responses' per-token NLL in the DPO loss (RPO); 0 is plain DPO.",
+)
+@click.option(
     "--min-margin",
     default=0.0,
     show_default=True,

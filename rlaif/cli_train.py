@@ -198,6 +198,15 @@ def train_reward_cmd(**kw):
     "pair stops pulling once the policy agrees with the judge; identical to hard for p = 1 "
     "(human labels). hard: every pair a sure win.",
 )
+@click.option(
+    "--nll-weight",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Add this times the chosen response's per-token NLL to the loss (RPO). It keeps the "
+    "chosen answers likely where DPO alone pushes both sides down into repetition loops; 0 is "
+    "plain DPO.",
+)
 def train_dpo_cmd(**kw):
     """Train a policy with DPO (TRL's DPOTrainer) on AI-labelled preferences.
 

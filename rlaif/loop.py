@@ -72,6 +72,8 @@ class LoopConfig:
     dpo_batch_size: int = 2
     dpo_learning_rate: float = 2e-5
     dpo_beta: float = 0.1
+    #: weight of the chosen responses' NLL in the DPO loss (see rlaif.train.dpo)
+    dpo_nll_weight: float = 0.0
     min_margin: float = 0.0
     #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)
     loss: str = "soft"
@@ -110,6 +112,8 @@ class LoopConfig:
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
         d.pop("rounds")
         d.pop("out")
+        if not d["dpo_nll_weight"]:  # plain DPO, as every loop written before the setting
+            d.pop("dpo_nll_weight")
         for key in ("prompts", "eval_prompts"):
             if d[key]:
                 d[key + "_sha256"] = file_sha256(d[key])
@@ -328,6 +332,7 @@ def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
                 batch_size=config.dpo_batch_size,
                 learning_rate=config.dpo_learning_rate,
                 beta=config.dpo_beta,
+                nll_weight=config.dpo_nll_weight,
                 min_margin=config.min_margin,
                 loss=config.loss,
                 lora=config.lora,

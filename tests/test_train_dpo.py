@@ -90,7 +90,12 @@ def test_soft_loss_is_the_formula_and_stops_where_the_policy_agrees(tmp_path, ti
     """loss_i = -p log s(b h) - (1 - p) log s(-b h); its gradient is zero where s(b h) = p."""
     data = write_pairs(tmp_path / "prefs.jsonl", [0.8, 0.6, 0.95])
     settings = DPOSettings(
-        data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=3, beta=0.5
+        data=str(data),
+        out=tmp_path / "o",
+        model=f"hf:{tiny}",
+        batch_size=3,
+        beta=0.5,
+        nll_weight=0,
     )
     pairs, _ = select_pairs(settings)
     model, tokenizer = load_model_and_tokenizer(f"hf:{tiny}")
@@ -128,9 +133,12 @@ def test_soft_loss_is_the_formula_and_stops_where_the_policy_agrees(tmp_path, ti
 
 
 def test_hard_loss_is_trls_sigmoid_loss(tmp_path, tiny):
-    """With p = 1 (a human label) the soft loss and TRL's own sigmoid loss are the same number."""
+    """With p = 1 (a human label) the soft loss and TRL's own sigmoid loss are the same number
+    (plain DPO: no NLL term)."""
     data = write_pairs(tmp_path / "prefs.jsonl", [1.0, 1.0])
-    settings = DPOSettings(data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=2)
+    settings = DPOSettings(
+        data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=2, nll_weight=0
+    )
     pairs, _ = select_pairs(settings)
     model, tokenizer = load_model_and_tokenizer(f"hf:{tiny}")
     with tempfile.TemporaryDirectory() as work:
@@ -143,6 +151,31 @@ def test_hard_loss_is_trls_sigmoid_loss(tmp_path, tiny):
     inputs = {k: v for k, v in batch.items() if k != TARGET}
     trls = super(type(trainer), trainer)._compute_loss(model, inputs, return_outputs=False)
     assert ours.item() == pytest.approx(trls.item(), rel=1e-5)
+
+
+def test_nll_weight_adds_the_chosen_answers_per_token_nll(tmp_path, tiny):
+    """--nll-weight w: loss = soft DPO loss + w * mean over pairs of -log p(chosen) / tokens."""
+    data = write_pairs(tmp_path / "prefs.jsonl", [0.8, 0.6])
+    losses = {}
+    for w in (0.0, 0.5):
+        settings = DPOSettings(
+            data=str(data), out=tmp_path / "o", model=f"hf:{tiny}", batch_size=2, nll_weight=w
+        )
+        pairs, _ = select_pairs(settings)
+        model, tokenizer = load_model_and_tokenizer(f"hf:{tiny}")
+        with tempfile.TemporaryDirectory() as work:
+            trainer = build_trainer(settings, pairs, model, tokenizer, work)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+        model.train()
+        losses[w] = trainer.compute_loss(model, dict(batch)).item()
+    with torch.no_grad():
+        chosen = _completion_logps(model, batch).chunk(2)[0]
+        tokens = batch["completion_mask"].sum(dim=1).chunk(2)[0]
+    nll = (-chosen / tokens).mean().item()
+    assert nll > 1.0  # an untrained tiny model: several nats per token
+    assert losses[0.5] == pytest.approx(losses[0.0] + 0.5 * nll, rel=1e-4)
+    with pytest.raises(ValueError, match="nll_weight"):
+        DPOSettings(data=str(data), out=tmp_path / "o", nll_weight=-1)
 
 
 def test_show_example_shows_the_chat_template(tmp_path, tiny):

@@ -15,6 +15,12 @@ p = 1 (a human label, or a TRL file without ``p_chosen``) the soft loss *is* TRL
 loss, so human-labelled records get the hard loss they should without a switch.
 ``loss="hard"`` trains every pair as a sure win (target 1; an exact tie, p = 0.5, gets 0.5).
 
+``nll_weight`` w adds w times the chosen response's negative log-likelihood per token (the
+RPO loss of Pang et al. 2024, TRL's ``rpo_alpha``; default 0, plain DPO): DPO alone can widen
+the margin by pushing both responses down, which on a 135M model leaves more answers stuck in
+repetition loops, and the NLL term keeps the chosen answers likely. It is also supervised
+fine-tuning on the chosen answers, which teaches whatever they share whatever the labels say.
+
 An earlier version drew pairs with probability proportional to 2p - 1 and trained each drawn
 pair as a hard win; that matches the soft objective's gradient only at the start of training
 (h = 0) and never stops pushing a drawn pair, so it was replaced by the loss above rather than
@@ -76,6 +82,9 @@ class DPOSettings:
     min_margin: float = 0.0
     #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
     loss: str = "soft"
+    #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
+    #: the README for what 1 did to looping answers and to the shuffled-label control
+    nll_weight: float = 0.0
     lora: bool = False
     seed: int = 0
 
@@ -92,6 +101,8 @@ class DPOSettings:
             )
         if not 0.0 <= self.min_margin < 0.5:
             raise ValueError(f"min_margin must be in [0, 0.5), not {self.min_margin}")
+        if not self.nll_weight >= 0:
+            raise ValueError(f"nll_weight must be >= 0, not {self.nll_weight}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
 
@@ -157,6 +168,14 @@ def sequence_logps(outputs, completion_mask):
     return outputs.log_probs[:, -(completion_mask.size(1) - 1) :].sum(dim=1)
 
 
+def chosen_nll(logps, completion_mask):
+    """Mean over the chosen rows (the first half of the batch) of -log p per completion token."""
+    tokens = completion_mask.sum(dim=1).clamp(min=1).to(logps.dtype)
+    chosen_logps, _ = logps.chunk(2, dim=0)
+    chosen_tokens, _ = tokens.chunk(2, dim=0)
+    return (-chosen_logps / chosen_tokens).mean()
+
+
 def _trainer_classes():
     """(trainer, collator) classes: TRL's, carrying each pair's target to the soft loss."""
     from dataclasses import dataclass as _dataclass
@@ -176,6 +195,8 @@ def _trainer_classes():
 
     class SoftLabelDPOTrainer(DPOTrainer):
         """TRL's DPOTrainer with the per-pair soft-label loss (reference log-probs precomputed).
+
+        ``nll_weight`` (set after construction) adds the chosen responses' per-token NLL.
 
         TRL's own loss computation still runs, for its logged metrics (reward margins and
         accuracies, log-probs); the loss returned for the optimizer is :func:`soft_dpo_loss`
@@ -208,6 +229,8 @@ def _trainer_classes():
             chosen, rejected = logps.chunk(2, dim=0)
             h = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
             loss = soft_dpo_loss(h, p.to(h.dtype), self.beta).mean()
+            if self.nll_weight:
+                loss = loss + self.nll_weight * chosen_nll(logps, inputs["completion_mask"])
             return (loss, outputs) if return_outputs else loss
 
     return SoftLabelDPOTrainer, TargetCollator
@@ -302,6 +325,7 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
             callbacks=list(callbacks),
         )
     trainer.remove_callback(PrinterCallback)  # the progress bar shows the loss instead
+    trainer.nll_weight = settings.nll_weight
     return trainer
 
 
