@@ -13,7 +13,9 @@ measured by, known to be right by construction):
   the rule as its check (the rule decides when the two answers differ on it);
 * ``ai``: the embedded AI judge alone, default constitution (reported whatever it is);
 * ``noisy-soft`` / ``noisy-hard``: the rule's labels flipped for about a quarter of the
-  decisive pairs, with p = 0.75 (matching the flip rate), trained with the soft or hard loss.
+  decisive pairs, with p = 0.75 (matching the flip rate), trained with the soft or hard loss;
+* ``rule-nll``: as ``rule`` with the chosen answers' NLL in the DPO loss at weight 1
+  (``--dpo-nll-weight 1``; the other configurations take ``--dpo-nll-weight``, default 0).
 
 Beside every win rate: the rule's pass rate, the shares of near-empty and looping answers and
 the mean length of base and policy, the KL of the policy to the base on its own held-out
@@ -39,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "prompts" / "alpaca-eval-805.json"
 RULE = "rule:words=8-40"
-CONFIGS = ("rule", "hybrid", "ai", "noisy-soft", "noisy-hard")
+CONFIGS = ("rule", "hybrid", "ai", "noisy-soft", "noisy-hard", "rule-nll")
 #: p of a noisy label: a quarter of the decisive labels are flipped
 NOISY_P = 0.75
 #: share of responses whose pass/fail the noisy rule reads wrong: 2 f (1 - f) = 0.25
@@ -109,7 +111,7 @@ def rlaif(*args: str, log: Path) -> None:
 
 def loop_args(config: str, args, out: Path, train: Path, held: Path) -> list[str]:
     """The ``rlaif loop`` arguments of one configuration."""
-    judge = {"rule": RULE, "hybrid": "smollm2", "ai": "smollm2"}.get(
+    judge = {"rule": RULE, "rule-nll": RULE, "hybrid": "smollm2", "ai": "smollm2"}.get(
         config, "python:loop_effect:words_noisy"
     )
     a = [
@@ -141,6 +143,8 @@ def loop_args(config: str, args, out: Path, train: Path, held: Path) -> list[str
     ]
     if config == "hybrid":
         a += ["--constitution", str(hybrid_constitution(out))]
+    # stated, not left to the default, so that each row says what it trained with
+    a += ["--dpo-nll-weight", "1" if config == "rule-nll" else str(args.dpo_nll_weight)]
     return a
 
 
@@ -203,6 +207,7 @@ def run_config(config: str, args, out: Path, train: Path, held: Path) -> dict:
     loop = json.loads((out / config / "loop.json").read_text())
     return {
         "config": config,
+        "settings": loop["identity"],
         "win_rate": metrics["win_rate"],
         "win_rate_ci": metrics["win_rate_ci"],
         "n": metrics["n"],
@@ -225,15 +230,16 @@ def table(results: list[dict]) -> str:
         return f"{100 * x:.0f}%"
 
     lines = [
-        "| loop judge | final vs base (rule) [95% CI] | W / L / T | pass rate base → policy "
-        "| near-empty | looping | mean words | KL (nats/token) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| loop judge | DPO NLL weight | final vs base (rule) [95% CI] | W / L / T "
+        "| pass rate base → policy | near-empty | looping | mean words | KL (nats/token) |",
+        "|---|---:|---|---|---|---|---|---|---|",
     ]
     for r in results:
         g, ci = r["guards"], r["win_rate_ci"]
         b, p = g["baseline"], g["policy"]
+        nll = r.get("settings", {}).get("dpo_nll_weight", 0.0)
         lines.append(
-            f"| {r['config']} | {pct(r['win_rate'])} [{pct(ci[0])}, {pct(ci[1])}] "
+            f"| {r['config']} | {nll:g} | {pct(r['win_rate'])} [{pct(ci[0])}, {pct(ci[1])}] "
             f"| {r['wins']} / {r['losses']} / {r['ties']} "
             f"| {pct(b['pass_rate'])} → {pct(p['pass_rate'])} "
             f"| {pct(b['near_empty'])} → {pct(p['near_empty'])} "
@@ -249,7 +255,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-loop")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--prompts-per-round", type=int, default=48)
+    parser.add_argument("--prompts-per-round", type=int, default=32)
     parser.add_argument("--n-responses", type=int, default=4)
     parser.add_argument("--eval-n", type=int, default=64, help="held-out prompts, final vs base")
     parser.add_argument("--round-eval-n", type=int, default=16, help="held-out prompts a round")
@@ -257,7 +263,21 @@ def main() -> int:
     parser.add_argument("--generate-with", default="gguf", choices=("gguf", "hf"))
     parser.add_argument("--dpo-steps", type=int, default=24, help="DPO steps a round")
     parser.add_argument("--dpo-batch-size", type=int, default=4)
+    parser.add_argument(
+        "--dpo-nll-weight", type=float, default=0.0, help="every configuration but rule-nll"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="print the table and samples of these earlier --out folders' results; run nothing",
+    )
     args = parser.parse_args()
+    if args.merge:
+        results = [r for d in args.merge for r in json.loads((d / "results.json").read_text())]
+        print(table(results))
+        print_samples(results)
+        return 0
     sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
     args.out.mkdir(parents=True, exist_ok=True)
     train, held = write_prompts(
@@ -269,12 +289,17 @@ def main() -> int:
         results.append(run_config(config, args, args.out, train, held))
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(table(results), flush=True)
+    print_samples(results)
+    return 0
+
+
+def print_samples(results: list[dict]) -> None:
+    """Each configuration's rounds, time and three sample answers of base and policy."""
     for r in results:
         print(f"\n{r['config']}: rounds {r['rounds']}; {r['seconds']} s")
         for s in r["guards"]["samples"]:
             print(f"  prompt: {s['prompt'][:80]!r}\n    base:   {s['base'][:160]!r}")
             print(f"    policy: {s['policy'][:160]!r}")
-    return 0
 
 
 if __name__ == "__main__":
