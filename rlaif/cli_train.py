@@ -204,8 +204,8 @@ def train_reward_cmd(**kw):
     show_default=True,
     type=click.FloatRange(min=0),
     help="Add this times the chosen response's per-token NLL to the loss (RPO). It keeps the "
-    "chosen answers likely where DPO alone pushes both sides down into repetition loops; 0 is "
-    "plain DPO.",
+    "chosen answers likely where DPO alone pushes both sides down into repetition loops, and "
+    "it also fine-tunes on the chosen answers whatever the labels say; 0 is plain DPO.",
 )
 def train_dpo_cmd(**kw):
     """Train a policy with DPO (TRL's DPOTrainer) on AI-labelled preferences.
