@@ -75,7 +75,8 @@ def _settings(tmp_path) -> DPOSettings:
 
 # transformers 5 renames gradient_checkpointing; TRL still uses the old name
 @pytest.mark.filterwarnings("ignore:.*checkpointing:FutureWarning")
-def test_dpo_config_on_this_cpu(no_env, tmp_path):
+def test_dpo_config_on_a_cpu(no_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = _config(_settings(tmp_path), steps=3, work_dir=str(tmp_path))
     assert config["bf16"] is False
     assert config["use_cpu"] is True
