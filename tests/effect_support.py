@@ -3,7 +3,9 @@
 The known-correct labeller is a rule, ``rule:words=8-40``: an answer of 8 to 40 words that
 ends by itself. The embedded model rarely gives one (its greedy answers to the held-out
 prompts run to the token limit), so a rise in the pass rate is an effect of training, and a
-rule whose optimum is a real answer cannot be won by saying nothing.
+rule whose optimum is a real answer cannot be won by saying nothing. Every answer in the
+fixture is one the model wrote to the prompt as it stands (on-policy): training teaches which of
+its own answers to prefer, not the style of answers written to another request.
 """
 
 from __future__ import annotations

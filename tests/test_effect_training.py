@@ -1,24 +1,25 @@
 """Training on AI feedback makes the policy better, and a broken variant shows it does not.
 
 Every test here trains the real embedded model (SmolLM2-135M through transformers) on answers
-it wrote itself (tests/data/effect_responses.jsonl), labelled by a rule that is right by
-construction (``rule:words=8-40``, see effect_support), and measures on held-out prompts:
+it wrote itself to the prompts as they stand (tests/data/effect_responses.jsonl), labelled by a
+rule that is right by construction (``rule:words=8-40``, see effect_support), and measures on
+held-out prompts:
 
 - DPO raises the held-out implicit-reward accuracy and the rule's pass rate of greedy answers;
   with chosen and rejected swapped the same test fails (marked xfail, strict: if the swapped
-  variant ever passes, the suite fails), and with shuffled labels the pass rate does not rise.
-  The implicit-reward accuracy does rise with shuffled labels (0.87): on a length rule it is
-  confounded by length, a measured fault kept as a strict xfail;
+  variant ever passes, the suite fails), and with shuffled labels neither the pass rate nor
+  the implicit-reward accuracy rises;
 - a reward model trained on the rule's labels ranks held-out pairs above chance;
-- every trained policy still answers: no rise in empty answers, and its KL to the starting
-  model on held-out prompts stays under a stated bound. The same check for answers stuck in a
-  loop fails today (2 -> 5 of 32 held-out answers loop after DPO): it is marked xfail, strict.
+- every trained policy still answers: no rise in empty or near-empty answers or in answers
+  stuck in a loop, and its KL to the starting model on held-out prompts under a stated bound.
 
-GRPO has no effect test: with the rule as reward, 24 steps of 16 samples (about 25 minutes on
-2 cores) raised the mean training reward from 0.06 to about 0.3 but left the held-out greedy
-pass rate where it was (0.06), so no test here could show an effect in CI's time.
+DPO here adds the chosen answer's NLL to the loss (``nll_weight`` 1, RPO): plain DPO on these
+pairs left more held-out answers stuck in a loop (see the README's effect-test table).
 
-``pytest -k effect`` runs these alone (about 30 minutes on 2 cores: three DPO trainings and a
+GRPO has no effect test: a run long enough to show one does not fit CI's time on 2 cores (the
+README gives what was measured).
+
+``pytest -k effect`` runs these alone (about 22 minutes on 2 cores: three DPO trainings and a
 reward model).
 """
 
@@ -41,8 +42,16 @@ from rlaif.train.dpo import DPOSettings, train_dpo
 from rlaif.train.models import load_model_and_tokenizer
 
 #: DPO settings of the effect tests: the soft loss with beta 0.1 as rlaif train dpo's defaults,
-#: 8 pairs a step at learning rate 3e-5 and answers cut at 160 tokens to fit 2 cores (18 steps)
-DPO = {"epochs": 2, "learning_rate": 3e-5, "beta": 0.1, "batch_size": 8, "max_length": 160}
+#: the chosen answer's NLL at weight 1, 8 pairs a step at learning rate 3e-5 and answers cut at
+#: 160 tokens to fit 2 cores (2 epochs of 46 pairs: 12 steps)
+DPO = {
+    "epochs": 2,
+    "learning_rate": 3e-5,
+    "beta": 0.1,
+    "batch_size": 8,
+    "max_length": 160,
+    "nll_weight": 1.0,
+}
 #: the pass rate must rise by at least this much (absolute) on the held-out prompts
 MIN_PASS_GAIN = 0.15
 #: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy)
@@ -123,19 +132,13 @@ def effect(base, policy, heldout_prompts, heldout_pairs) -> dict:
     }
 
 
-def assert_not_empty_and_close(result: dict) -> None:
-    """No rise in near-empty answers beyond one prompt; KL to the start under the bound."""
+def assert_answers_stay_answers(result: dict) -> None:
+    """Near-empty and looping answers rise by at most one prompt; KL to the start is bounded."""
     before, after, n = result["before"].health, result["after"].health, result["n"]
-    rise = round((after["near_empty"] - before["near_empty"]) * n)
-    assert rise <= MAX_DEGENERATE_RISE, f"near-empty rose by {rise}: {result['summary']}"
+    for kind in ("near_empty", "looping"):
+        rise = round((after[kind] - before[kind]) * n)
+        assert rise <= MAX_DEGENERATE_RISE, f"{kind} rose by {rise}: {result['summary']}"
     assert result["kl"]["per_token"] < MAX_KL_PER_TOKEN, result["summary"]
-
-
-def assert_no_more_loops(result: dict) -> None:
-    """No rise in answers stuck in a loop beyond one prompt."""
-    before, after, n = result["before"].health, result["after"].health, result["n"]
-    rise = round((after["looping"] - before["looping"]) * n)
-    assert rise <= MAX_DEGENERATE_RISE, f"looping rose by {rise} prompts: {result['summary']}"
 
 
 def assert_dpo_effect(result: dict) -> None:
@@ -145,7 +148,7 @@ def assert_dpo_effect(result: dict) -> None:
     assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) > 0.5, result["summary"]
     gain = result["after"].pass_rate - result["before"].pass_rate
     assert gain >= MIN_PASS_GAIN, result["summary"]
-    assert_not_empty_and_close(result)
+    assert_answers_stay_answers(result)
 
 
 def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, heldout_pairs):
@@ -153,20 +156,6 @@ def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, held
     result = effect(base, policy, heldout_prompts, heldout_pairs)
     print(result["summary"])
     assert_dpo_effect(result)
-
-
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="known, measured: DPO on these pairs raises answers stuck in a loop from 2 to 5 of "
-    "32 held-out prompts (issue 14 stays open); strict, so a fix shows up as XPASS",
-)
-def test_dpo_effect_keeps_answers_out_of_loops(
-    tmp_path_factory, base, heldout_prompts, heldout_pairs
-):
-    result = effect(base, trained_dpo(tmp_path_factory, "correct"), heldout_prompts, heldout_pairs)
-    print(result["summary"])
-    assert_no_more_loops(result)
 
 
 @pytest.mark.xfail(
@@ -182,26 +171,12 @@ def test_dpo_effect_swapped_labels_fails(tmp_path_factory, base, heldout_prompts
 def test_dpo_effect_control_shuffled_labels_gains_nothing(
     tmp_path_factory, base, heldout_prompts, heldout_pairs
 ):
+    """With labels shuffled, neither the pass rate nor the implicit-reward accuracy rises."""
     policy = trained_dpo(tmp_path_factory, "shuffled")
     result = effect(base, policy, heldout_prompts, heldout_pairs)
     print(result["summary"])
     gain = result["after"].pass_rate - result["before"].pass_rate
     assert gain < MIN_PASS_GAIN, result["summary"]
-
-
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="known, measured: with shuffled labels the held-out implicit-reward accuracy is "
-    "still 0.87 (0.90 with true labels): DPO lowers the log-probability of long answers more "
-    "than of short ones whatever the labels, so on a length rule this figure is confounded; "
-    "the pass rate (6% -> 56% true, -> 12% shuffled, -> 0% swapped) is the evidence",
-)
-def test_dpo_effect_control_shuffled_implicit_accuracy_is_at_chance(
-    tmp_path_factory, base, heldout_prompts, heldout_pairs
-):
-    policy = trained_dpo(tmp_path_factory, "shuffled")
-    result = effect(base, policy, heldout_prompts, heldout_pairs)
     acc = result["accuracy"]
     assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) <= 0.5, result["summary"]
 
@@ -210,7 +185,7 @@ def test_effect_fixture_is_what_the_rule_needs(base):
     """The base model rarely passes the rule, and the training split has enough rule pairs."""
     _, _, before = base
     assert before.pass_rate <= 0.35, f"the base model already passes {before.pass_rate:.0%}"
-    assert len(rule_pairs("train")) >= 48
+    assert len(rule_pairs("train")) >= 40
     assert RULE == "rule:words=8-40"
 
 

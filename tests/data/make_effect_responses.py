@@ -4,12 +4,12 @@ The effect tests (tests/test_effect_training.py) train on pairs of answers that 
 itself wrote, labelled at test time by a rule. Sampling them takes minutes on 2 cores, so they
 are sampled once, here, and committed. Prompts are short single-line instructions of
 AlpacaEval (../shared/data/prompts/alpaca-eval-805.json, Apache-2.0), split by prompt into a
-training and a held-out part. Each prompt gets four samples from the embedded model through
-llama.cpp at temperature 1: two for the prompt as it is and two for the prompt with a request
-to be brief appended, so that the samples differ in length (the property the rule checks).
-The stored prompt is always the prompt as it is; the request is recorded per sample.
+training and a held-out part. Each prompt gets ten samples from the embedded model through
+llama.cpp at temperature 1, for the prompt as it is: every answer is one the model itself would
+give (on-policy), so that training on them teaches which of its own answers to prefer and not
+the style of answers it would not write. About 7% of the samples pass the rule.
 
-    .venv/bin/python tests/data/make_effect_responses.py   # about 6 minutes on 2 cores
+    .venv/bin/python tests/data/make_effect_responses.py   # about 20 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ HERE = Path(__file__).parent
 SOURCE = HERE.parents[2] / "shared" / "data" / "prompts" / "alpaca-eval-805.json"
 OUT = HERE / "effect_responses.jsonl"
 TRAIN, HELDOUT = 96, 32
-BRIEF = " Answer in one or two sentences."
-MAX_TOKENS = 96
+SAMPLES = 10
+MAX_TOKENS = 64
 
 
 def prompts() -> list[str]:
@@ -46,16 +46,14 @@ def main() -> int:
     with OUT.open("w", encoding="utf-8") as f:
         for i, prompt in enumerate(prompts()):
             samples = []
-            for k, suffix in enumerate(("", "", BRIEF, BRIEF)):
+            for k in range(SAMPLES):
                 g = backend.generate(
-                    [{"role": "user", "content": prompt + suffix}],
+                    [{"role": "user", "content": prompt}],
                     max_tokens=MAX_TOKENS,
                     temperature=1.0,
                     seed=k,
                 )
-                samples.append(
-                    {"text": g.text, "truncated": g.finish_reason == "length", "asked": suffix}
-                )
+                samples.append({"text": g.text, "truncated": g.finish_reason == "length"})
             split = "train" if i < TRAIN else "heldout"
             f.write(json.dumps({"prompt": prompt, "split": split, "samples": samples}) + "\n")
             print(f"{i + 1}/{TRAIN + HELDOUT}", file=sys.stderr, flush=True)
