@@ -1,0 +1,207 @@
+"""Does GRPO with a rule as reward make the embedded model better on held-out prompts?
+
+The effect tests cover DPO and the reward model; GRPO's run is too long for CI on 2 cores,
+so it is measured here. The reward is ``rule:words=8-40`` on an answer that ended within
+``--max-tokens`` (an answer cut at the limit fails, whatever its word count). Prompts and
+the starting model's own samples come from the effect tests' fixture
+(tests/data/effect_responses.jsonl): GRPO trains on the training prompts where some of the
+model's samples pass (1 to 8 of 10; elsewhere every sample of a group gets the same reward
+and GRPO learns nothing), and is measured on all 32 held-out prompts (greedy answers) and on
+the held-out prompts of the same kind (``--samples`` sampled answers each, temperature 1).
+
+``--variant negated`` trains on 1 - reward: a sign error, which must not raise the figures.
+The table gives, per variant, the training reward of the first and last steps, the pass rate
+base → policy (greedy, and sampled with its Wilson 95% interval), the shares of near-empty and
+looping greedy answers, mean words and the KL of the policy to the base along its answers.
+
+    RLAIF_N_THREADS=1 .venv/bin/python benchmarks/grpo_effect.py --variant rule negated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "data" / "effect_responses.jsonl"
+RULE = "rule:words=8-40"
+#: tokens of a completion, in training and when measuring (the reward's limit)
+MAX_TOKENS = 64
+
+
+def _passes(texts: list[str], truncated: list[bool]) -> list[float]:
+    """1.0 for each answer that passes the rule and ended by itself, else 0.0."""
+    from rlaif.rules import load_score_function
+
+    scores = load_score_function(RULE)([[{"role": "user", "content": ""}]] * len(texts), texts)
+    return [1.0 if s == 1.0 and not cut else 0.0 for s, cut in zip(scores, truncated, strict=True)]
+
+
+def ended_answer(prompts: list, completions: list, completion_ids: list, **_: object) -> list:
+    """The reward (a TRL reward function): the rule, on an answer that ended in time."""
+    from rlaif.rules import completion_text
+
+    texts = [completion_text(c) for c in completions]
+    return _passes(texts, [len(ids) >= MAX_TOKENS for ids in completion_ids])
+
+
+def ended_answer_negated(prompts: list, completions: list, completion_ids: list, **kw) -> list:
+    """The reward with its sign turned: the broken variant."""
+    return [1.0 - r for r in ended_answer(prompts, completions, completion_ids, **kw)]
+
+
+def prompts(split: str, selected: bool) -> list[str]:
+    """The fixture's prompts of a split; ``selected``: only those some samples pass."""
+    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    out = []
+    for r in rows:
+        if r["split"] != split:
+            continue
+        passed = sum(
+            _passes([s["text"] for s in r["samples"]], [s["truncated"] for s in r["samples"]])
+        )
+        if not selected or 1 <= passed <= 8:
+            out.append(r["prompt"])
+    return out
+
+
+def sampled(model, tokenizer, texts: list[str], n: int, seed: int) -> list[float]:
+    """Pass (1.0) or fail of ``n`` sampled answers per prompt, temperature 1."""
+    import torch
+
+    from rlaif.train import drift
+
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    answers, cut = [], []
+    for start in range(0, len(texts), 4):
+        rows = [drift._prompt_ids(tokenizer, p) for p in texts[start : start + 4]]
+        width = max(map(len, rows))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=MAX_TOKENS,
+                do_sample=True,
+                temperature=1.0,
+                top_k=None,
+                top_p=None,
+                num_return_sequences=n,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )
+        for row in out[:, width:].tolist():
+            stop = row.index(eos) if eos in row else None
+            answers.append(tokenizer.decode(row[:stop], skip_special_tokens=True).strip())
+            cut.append(stop is None)
+    return _passes(answers, cut)
+
+
+def run_variant(variant: str, args) -> dict:
+    """Train one GRPO policy and measure it against the base on the held-out prompts."""
+    from rlaif.review.stats import wilson_interval
+    from rlaif.train import drift
+    from rlaif.train.grpo import GRPOSettings, train_grpo
+    from rlaif.train.models import load_model_and_tokenizer
+
+    work = args.out / variant
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "prompts.jsonl"
+    train = prompts("train", selected=True)
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in train), encoding="utf-8")
+    function = "ended_answer" if variant == "rule" else "ended_answer_negated"
+    started = time.time()
+    info = train_grpo(
+        GRPOSettings(
+            data=str(data),
+            out=work / "policy",
+            judge=f"python:grpo_effect:{function}",
+            max_steps=args.steps,
+            prompts_per_step=args.prompts_per_step,
+            num_generations=args.num_generations,
+            max_completion_length=MAX_TOKENS,
+            learning_rate=args.learning_rate,
+        ),
+        show_progress=False,
+    )
+    train_s = time.time() - started
+    rewards = [s["reward"] for s in info["steps"] if s.get("reward") is not None]
+    base, tokenizer = load_model_and_tokenizer("smollm2")
+    policy, _ = load_model_and_tokenizer(f"hf:{work / 'policy'}")
+    base.eval()
+    policy.eval()
+    held = prompts("heldout", selected=False)
+    kind = prompts("heldout", selected=True)
+    result = {"variant": variant, "steps": args.steps, "train_s": train_s, "prompts": len(train)}
+    result["reward"] = (rewards[0], rewards[-1]) if rewards else (None, None)
+    for name, model in (("base", base), ("policy", policy)):
+        greedy = drift.greedy_answers(model, tokenizer, held, max_new_tokens=MAX_TOKENS + 8)
+        texts = [a.text for a in greedy]
+        result[name] = {
+            "greedy": sum(_passes(texts, [a.truncated for a in greedy])) / len(held),
+            "health": drift.answer_health(texts, [a.truncated for a in greedy]),
+            "answers": texts,
+        }
+        s = sampled(model, tokenizer, kind, args.samples, seed=1)
+        result[name]["sampled"] = (sum(s), len(s), wilson_interval(int(sum(s)), len(s)))
+    kl = drift.kl_to_reference(policy, base, tokenizer, held, result["policy"]["answers"])
+    result["kl"] = kl["per_token"]
+    return result
+
+
+def table(results: list[dict]) -> str:
+    """The results as a Markdown table."""
+
+    def share(key: str, r: dict) -> str:
+        return f"{r['base']['health'][key]:.0%} → {r['policy']['health'][key]:.0%}"
+
+    def samp(side: dict) -> str:
+        k, n, ci = side["sampled"]
+        return f"{k / n:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+    lines = [
+        "| variant | steps | train reward first → last | greedy pass base → policy | "
+        "sampled pass base → policy [95% CI] | near-empty | looping | mean words | KL | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        first, last = r["reward"]
+        lines.append(
+            f"| {r['variant']} | {r['steps']} | {first:.2f} → {last:.2f} | "
+            f"{r['base']['greedy']:.0%} → {r['policy']['greedy']:.0%} | "
+            f"{samp(r['base'])} → {samp(r['policy'])} | {share('near_empty', r)} | "
+            f"{share('looping', r)} | {r['base']['health']['mean_words']:.0f} → "
+            f"{r['policy']['health']['mean_words']:.0f} | {r['kl']:.3f} | {r['train_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the variants and print the table and three sample answers of each."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", nargs="+", default=["rule"], choices=["rule", "negated"])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument("--num-generations", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=8, help="sampled answers per prompt")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-grpo"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))  # the reward's module, for python:
+    results = [run_variant(v, args) for v in args.variant]
+    print(table(results))
+    for r in results:
+        print(f"\n{r['variant']}: three held-out answers, base | policy")
+        for b, p in list(zip(r["base"]["answers"], r["policy"]["answers"], strict=True))[:3]:
+            print(f"- {b[:100]!r} | {p[:100]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
