@@ -92,3 +92,65 @@ def measure(model, tokenizer, prompts: list[str]) -> Yardstick:
     texts = [a.text for a in answers]
     rate = sum(passes(a.text, a.truncated) for a in answers) / len(answers)
     return Yardstick(rate, drift.answer_health(texts, [a.truncated for a in answers]), texts)
+
+
+#: tokens of a GRPO completion, in training and when measuring (the GRPO reward's limit)
+GRPO_TOKENS = 64
+
+
+def ended_answer(prompts: list, completions: list, completion_ids: list, **_: object) -> list:
+    """GRPO's reward (a TRL reward function): the rule, on an answer that ended in time."""
+    from rlaif.rules import completion_text
+
+    return [
+        1.0 if passes(completion_text(c), truncated=len(ids) >= GRPO_TOKENS) else 0.0
+        for c, ids in zip(completions, completion_ids, strict=True)
+    ]
+
+
+def ended_answer_negated(prompts: list, completions: list, completion_ids: list, **kw) -> list:
+    """The same reward with its sign turned: the broken variant."""
+    return [1.0 - r for r in ended_answer(prompts, completions, completion_ids, **kw)]
+
+
+def sometimes_passed(split: str) -> list[str]:
+    """Prompts of a split where 1 to 8 of the model's 10 samples pass the rule."""
+    out = []
+    for row in fixture_rows(split):
+        n = sum(passes(s["text"], s["truncated"]) for s in row["samples"])
+        if 1 <= n <= 8:
+            out.append(row["prompt"])
+    return out
+
+
+def sampled_pass(model, tokenizer, prompts: list[str], n: int = 8, seed: int = 1) -> list[bool]:
+    """Whether each of ``n`` sampled answers per prompt (temperature 1) passes the rule."""
+    import torch
+
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    out = []
+    for start in range(0, len(prompts), 4):
+        rows = [drift._prompt_ids(tokenizer, p) for p in prompts[start : start + 4]]
+        width = max(map(len, rows))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        with torch.inference_mode():
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=GRPO_TOKENS,
+                do_sample=True,
+                temperature=1.0,
+                top_k=None,
+                top_p=None,
+                num_return_sequences=n,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )
+        for row in gen[:, width:].tolist():
+            stop = row.index(eos) if eos in row else None
+            text = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
+            out.append(passes(text, truncated=stop is None))
+    return out

@@ -16,8 +16,7 @@ held-out prompts:
 DPO here adds the chosen answer's NLL to the loss (``nll_weight`` 1, RPO): plain DPO on these
 pairs left more held-out answers stuck in a loop (see the README's effect-test table).
 
-GRPO has no effect test here yet: benchmarks/grpo_effect.py measures it (a rule and a negated
-reward, about 8 minutes each on 2 cores; the README gives the figures).
+GRPO's effect tests are in test_effect_grpo.py.
 
 ``pytest -k effect`` runs these alone (about 22 minutes on 2 cores: three DPO trainings and a
 reward model).
