@@ -45,11 +45,11 @@ from rlaif import templates
 from rlaif.backends.cached import CachedBackend
 from rlaif.backends.llamacpp import embedded_model_path
 from rlaif.backends.openai_compat import TOP_LOGPROBS, OpenAIBackend
+from rlaif.backends.ratelimit import RequestPolicy
 from rlaif.compare import Judge
 from rlaif.constitution import default_constitution
-from rlaif.executor import compare_pairs
+from rlaif.pipeline.executor import compare_pairs
 from rlaif.prompts import builtin_prompts_path, load_prompts
-from rlaif.ratelimit import RequestPolicy
 from rlaif.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -70,42 +70,17 @@ def prompts(split: str, selected: bool) -> list[str]:
 
 def sampled(model, tokenizer, texts: list[str], n: int, seed: int) -> list[float]:
     """Pass (1.0) or fail of ``n`` sampled answers per prompt, temperature 1."""
-    import torch
-
     from rlaif.train import drift
 
-    torch.manual_seed(seed)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    answers, cut = [], []
-    for start in range(0, len(texts), 4):
-        rows = [drift._prompt_ids(tokenizer, p) for p in texts[start : start + 4]]
-        width = max(map(len, rows))
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=MAX_TOKENS,
-                do_sample=True,
-                temperature=1.0,
-                top_k=None,
-                top_p=None,
-                num_return_sequences=n,
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )
-        for row in out[:, width:].tolist():
-            stop = row.index(eos) if eos in row else None
-            answers.append(tokenizer.decode(row[:stop], skip_special_tokens=True).strip())
-            cut.append(stop is None)
-    return _passes(answers, cut)
+    answers = drift.sampled_answers(
+        model, tokenizer, texts, n, seed=seed, max_new_tokens=MAX_TOKENS
+    )
+    return _passes([a.text for a in answers], [a.truncated for a in answers])
 
 
 def run_variant(variant: str, args) -> dict:
     """Train one GRPO policy and measure it against the base on the held-out prompts."""
-    from rlaif.review.stats import wilson_interval
+    from rlaif.stats import wilson_interval
     from rlaif.train import drift
     from rlaif.train.grpo import GRPOSettings, train_grpo
     from rlaif.train.models import load_model_and_tokenizer

@@ -177,7 +177,7 @@ def guards(out: Path, final: str, base: str) -> dict:
 
 def run_config(config: str, args, out: Path, train: Path, held: Path) -> dict:
     """One configuration: the loop, then the final policy against the base, with guards."""
-    from rlaif.train.models import resolve_checkpoint
+    from rlaif.backends.checkpoints import resolve_checkpoint
 
     log = out / f"{config}.log"
     started = time.time()

@@ -39,10 +39,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from rlaif.backends import load_backend
+    from rlaif.backends.checkpoints import resolve_checkpoint
     from rlaif.backends.gguf_export import export_gguf, gguf_path
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.prompts import load_prompts
-    from rlaif.train.models import resolve_checkpoint
 
     checkpoint = args.checkpoint
     if checkpoint is None:

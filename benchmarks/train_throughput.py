@@ -128,10 +128,11 @@ def measure(argv: list[str] | None, work: Path) -> int:
 
     import torch
 
+    from rlaif.backends.checkpoints import resolve_checkpoint
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train.data import read_preferences
     from rlaif.train.dpo import DPOSettings, train_dpo
-    from rlaif.train.models import load_model_and_tokenizer, resolve_checkpoint
+    from rlaif.train.models import load_model_and_tokenizer
     from rlaif.train.reward import RewardSettings, train_reward
 
     threads = _default_threads()

@@ -6,15 +6,14 @@ judge = Judge(load_backend("smollm2"), load_constitution("default"))
 pref = judge.compare("What is 2+2?", "4", "5")   # pref.p_a: probability that A is better
 """
 
-from rlaif.agent import RLAIFAgent
+from rlaif._version import __version__
 from rlaif.backends import Backend, load_backend
 from rlaif.compare import Judge, Preference
 from rlaif.constitution import Constitution, Principle, load_constitution
 from rlaif.critique import Critique, Revision, critique, revise
 from rlaif.errors import RlaifError
-from rlaif.generate import generate
-
-__version__ = "0.1.0"
+from rlaif.pipeline.agent import RLAIFAgent
+from rlaif.synth import generate
 
 __all__ = [
     "Backend",
@@ -26,6 +25,7 @@ __all__ = [
     "RLAIFAgent",
     "Revision",
     "RlaifError",
+    "__version__",
     "compare",
     "critique",
     "generate",

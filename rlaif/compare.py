@@ -1,4 +1,4 @@
-"""Compare two responses: p(A better) from the judge's next-token probabilities.
+"""Compare two responses: p(A better) from the judge's next-token probabilities, or a rule's.
 
 Pairwise mode asks "A or B?" in both orders and averages, ``p = (p_ab + 1 - q_ba) / 2`` where
 ``p_ab`` is p("A") with A shown first and ``q_ba`` is p("A") with B shown first; each order's
@@ -9,6 +9,22 @@ n responses to one prompt cost n judge calls, not one per pair. Nothing is shown
 so its order fields and ``position_consistent`` are None (not measured), and each response's
 p(Yes) is kept as ``p_yes_a`` / ``p_yes_b``. A reply that cannot be read gives
 ``p_a = None``: it is never turned into a win for either side.
+
+Preferences from scoring functions: a programmatic judge, and a principle's check.
+
+A **programmatic judge** (``--judge rule:...`` or ``--judge python:MODULE:FUNCTION``, see
+:mod:`rlaif.rules`) scores each response alone and turns the two scores into a soft label,
+the Bradley-Terry reading of scores as rewards::
+
+    p(A better) = sigmoid((score_a - score_b) / temperature)      (temperature 1 by default)
+
+so equal scores give exactly 0.5 (a tie, never a win) and a pass/fail rule (1.0 vs 0.0) gives
+0.731. Nothing is shown in an order, so the order fields and ``position_consistent`` are None.
+
+A **check** on a principle (``check: rule:...`` in the constitution) decides a comparison
+under that principle when the two responses' check scores differ: the higher score wins with
+certainty (p = 1.0 or 0.0, ``label_source: rule``) and no model is asked. When they score the
+same (both pass or both fail) the AI judge decides as usual (``label_source: ai``).
 """
 
 from __future__ import annotations
@@ -21,6 +37,15 @@ from typing import Literal
 from rlaif import templates
 from rlaif.backends.base import Backend, ChoiceScores
 from rlaif.constitution import Constitution, Principle
+from rlaif.rules import (
+    DEFAULT_TEMPERATURE,
+    ScoreFunction,
+    as_completion,
+    as_conversation,
+    load_score_function,
+    score_pair,
+    soft_label,
+)
 
 Mode = Literal["pairwise", "pointwise"]
 CAI_CLAMP = (0.4, 0.6)
@@ -160,9 +185,7 @@ class Judge:
         self.cot_temperature = cot_temperature
         self.cot_seed = cot_seed
         self._scores: dict[tuple[str, str, str], OrderResult] = {}
-        from rlaif.rule_judge import load_checks
-
-        #: the loaded check of each principle that has one (rlaif.rule_judge)
+        #: the loaded check of each principle that has one (rlaif.rules)
         self.checks = load_checks(constitution)
 
     # -- principle choice -------------------------------------------------------------------
@@ -182,8 +205,6 @@ class Judge:
         """
         principle = principle or self.principle_for_pair(prompt, a, b)
         if principle.id in self.checks:
-            from rlaif.rule_judge import check_preference
-
             decided = check_preference(
                 self.checks[principle.id], prompt, a, b, principle, self.constitution, self.mode
             )
@@ -309,3 +330,91 @@ def _logit(p: float) -> float:
 
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+# -- preferences from scoring functions -------------------------------------------------------
+
+
+class RuleJudge:
+    """A judge whose preferences come from a scoring function instead of a model."""
+
+    #: what the pipeline and reports read of a judge; a scoring function has no such settings
+    mode = "rule"
+    cot = False
+    both_orders = False
+
+    def __init__(
+        self,
+        spec: str,
+        constitution: Constitution | None = None,
+        *,
+        seed: int = 0,
+        temperature: float = DEFAULT_TEMPERATURE,
+    ) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, not {temperature}")
+        self.spec = spec.strip()
+        self.function = load_score_function(self.spec)
+        self.constitution = constitution
+        self.seed = seed
+        self.temperature = temperature
+        self.model_id = self.spec
+
+    def compare(
+        self, prompt: str | list[dict], a: str, b: str, principle: Principle | None = None
+    ) -> Preference:
+        """The function's preference between ``a`` and ``b``; ``principle`` is ignored."""
+        sa, sb = score_pair(self.function, prompt, a, b)
+        return Preference(
+            p_a=soft_label(sa, sb, self.temperature),
+            p_a_order_ab=None,
+            p_a_order_ba=None,
+            position_consistent=None,
+            principle_id="",
+            constitution_hash="",
+            judge=self.spec,
+            method="rule",
+            mode="rule",
+            label_source="rule",
+            score_a=sa,
+            score_b=sb,
+        )
+
+    def score(self, prompt: str | list[dict], response: str, principle=None) -> OrderResult:
+        """One response's score (best-worst pairing ranks by it); ``principle`` is ignored."""
+        (s,) = self.function([as_conversation(prompt)], [as_completion(response)])
+        return OrderResult(p_first=s, method="rule")
+
+
+def check_preference(
+    check: ScoreFunction,
+    prompt: str | list[dict],
+    a: str,
+    b: str,
+    principle: Principle,
+    constitution: Constitution,
+    mode: str,
+) -> Preference | None:
+    """The certain preference a principle's check gives, or None when it does not decide."""
+    sa, sb = score_pair(check, prompt, a, b)
+    if sa == sb:
+        return None
+    return Preference(
+        p_a=1.0 if sa > sb else 0.0,
+        p_a_order_ab=None,
+        p_a_order_ba=None,
+        position_consistent=None,
+        principle_id=principle.id,
+        constitution_hash=constitution.hash,
+        judge=check.spec,
+        method="rule",
+        mode=mode,
+        label_source="rule",
+        score_a=sa,
+        score_b=sb,
+    )
+
+
+def load_checks(constitution: Constitution) -> dict[str, ScoreFunction]:
+    """The loaded check of every principle that has one, by principle id (RuleError if not)."""
+    return {p.id: load_score_function(p.check) for p in constitution.principles if p.check}

@@ -35,7 +35,7 @@ class Principle:
     comparison: str
     pointwise: str = ""
     #: a ``rule:`` or ``python:`` scoring function that decides a comparison when the two
-    #: responses score differently on it (see rlaif.rule_judge); "" for none
+    #: responses score differently on it (see rlaif.compare); "" for none
     check: str = ""
 
     @property

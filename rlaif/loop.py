@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError, RunError
+from rlaif.evaluate.train_report import LOOP_FILE
 from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
 
-LOOP_FILE = "loop.json"
 TABLE_FILE = "rounds.md"
 FIGURE_FILE = "rounds.png"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
@@ -207,10 +207,10 @@ def run_loop(
 ) -> list[dict]:
     """Run (or continue) the loop; write ``loop.json``, ``rounds.md`` and ``rounds.png``;
     return one row a round."""
+    from rlaif.backends import check_judge_spec
+    from rlaif.backends.checkpoints import is_checkpoint, resolve_checkpoint
     from rlaif.constitution import load_constitution
-    from rlaif.evaluate.curves import rounds_png
-    from rlaif.rule_judge import check_judge_spec
-    from rlaif.train.models import is_checkpoint, resolve_checkpoint
+    from rlaif.train.curves import rounds_png
 
     log = log or (lambda line: None)
     # Everything that can be wrong with the input is found before any model is loaded.
@@ -293,7 +293,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _stage_run(config, rd: Path, prompts_path: Path, policy: str, i: int, show, log) -> dict:
-    from rlaif.pipeline import RunConfig, run
+    from rlaif.pipeline.job import RunConfig, run
 
     done = rd / "run" / "run.json"
     if done.is_file():

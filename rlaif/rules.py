@@ -305,3 +305,32 @@ def check_spec(spec: str) -> None:
             raise RuleError(f"{spec}: write python:MODULE:FUNCTION")
     else:
         raise RuleError(f"{spec!r} is not a check; valid forms: {VALID_RULES}")
+
+
+# -- scoring a pair ---------------------------------------------------------------------------
+DEFAULT_TEMPERATURE = 1.0
+
+
+def as_conversation(prompt: str | list[dict]) -> list[dict]:
+    """A prompt in TRL's conversational form: messages as given, a text as one user turn."""
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+def as_completion(text: str) -> list[dict]:
+    """A response in TRL's conversational form: one assistant message."""
+    return [{"role": "assistant", "content": text}]
+
+
+def score_pair(
+    function: ScoreFunction, prompt: str | list[dict], a: str, b: str
+) -> tuple[float, float]:
+    """The function's scores of responses ``a`` and ``b`` to one prompt, in one call."""
+    conversation = as_conversation(prompt)
+    sa, sb = function([conversation, conversation], [as_completion(a), as_completion(b)])
+    return sa, sb
+
+
+def soft_label(score_a: float, score_b: float, temperature: float = DEFAULT_TEMPERATURE) -> float:
+    """``sigmoid((score_a - score_b) / temperature)``; exactly 0.5 for equal scores."""
+    x = (score_a - score_b) / temperature
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))

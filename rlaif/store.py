@@ -50,6 +50,11 @@ def _m002_reviews(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX reviews_item ON reviews (item_id, id)")
 
 
+#: the version part of every cache key. The messages themselves are hashed into the key, so a
+#: template whose wording changed never meets an old entry; the value stays "2" (the template
+#: version when keys were first written) so that existing stores keep answering on resume.
+CACHE_KEY_VERSION = "2"
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_reviews]
 
 

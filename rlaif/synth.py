@@ -1,4 +1,9 @@
-"""Synthetic prompts: a model writes new prompts from seed prompts and from the constitution.
+"""Synthetic data: candidate responses sampled from a policy, and prompts a model writes itself.
+
+Responses: ``generate`` / ``sample_responses`` sample a policy's answers to a prompt, each with
+whether it was cut off at the token limit.
+
+Prompts: a model writes new prompts from seed prompts and from the constitution.
 
 Two kinds, as in the original project description's "synthetic training data":
 
@@ -20,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rlaif import templates
 from rlaif.backends.base import Backend
 from rlaif.constitution import Constitution
 
@@ -151,3 +157,59 @@ def synth_prompts(
         if on_attempt:
             on_attempt(result)
     return result
+
+
+# -- candidate responses ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Response:
+    """One sampled response and whether it was cut off at the token limit."""
+
+    text: str
+    #: True: cut off at ``max_tokens``; False: the model ended it; None: unknown
+    truncated: bool | None
+
+
+def sample_responses(
+    backend: Backend,
+    prompt: str | list[dict],
+    n: int = 1,
+    *,
+    seed: int = 0,
+    temperature: float = 0.8,
+    max_tokens: int = 256,
+) -> list[Response]:
+    """``n`` sampled responses of a policy to one prompt, each with its truncation flag.
+
+    Response i uses seed ``seed + i``, so the same call returns the same responses.
+    """
+    messages = templates.policy_messages(prompt)
+    out = []
+    for i in range(n):
+        gen = backend.generate(
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed + i
+        )
+        out.append(Response(gen.text.strip(), gen.truncated))
+    return out
+
+
+def generate(
+    backend: Backend, prompt: str | list[dict], n: int = 1, **sampling: float
+) -> list[str]:
+    """The texts of :func:`sample_responses` (same arguments: ``seed``, ``temperature``,
+    ``max_tokens``): ``n`` sampled responses of a policy to one prompt (text or chat messages).
+    """
+    return [r.text for r in sample_responses(backend, prompt, n, **sampling)]
+
+
+def truncation_summary(counts: dict | None) -> str:
+    """One line from a run's ``truncated`` counts: "2 of 64 responses; 5 of 60 revisions".
+
+    ``counts`` maps a kind of text to ``{"truncated", "total", "unknown"}``; None: "-".
+    """
+    if not counts:
+        return "-"
+    parts = []
+    for kind, c in counts.items():
+        unknown = f", {c['unknown']} unknown" if c.get("unknown") else ""
+        parts.append(f"{c['truncated']} of {c['total']} {kind}{unknown}")
+    return "; ".join(parts)

@@ -1,7 +1,8 @@
-"""Prompt templates of the AI-feedback operations, versioned so that cached results follow them.
+"""Prompt templates of the AI-feedback operations, versioned so that every output records them.
 
 Every template builds chat messages; the backend applies the model's own chat template. Change
-a template's wording and bump ``TEMPLATE_VERSION``: it is part of every cache key.
+a template's wording and bump ``TEMPLATE_VERSION``: runs, evaluations and win rates record it.
+(The cache needs no bump: the messages themselves are part of every cache key.)
 
 Responses, prompts and critiques under judgement are untrusted text. Each sits in a block
 between ``[Name]`` and ``[End of Name]`` markers, and :func:`untrusted` rewrites anything inside

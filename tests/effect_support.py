@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlaif.rule_judge import RuleJudge
+from rlaif.compare import RuleJudge
 from rlaif.rules import load_score_function
 from rlaif.train import drift
 
@@ -125,32 +125,7 @@ def sometimes_passed(split: str) -> list[str]:
 
 def sampled_pass(model, tokenizer, prompts: list[str], n: int = 8, seed: int = 1) -> list[bool]:
     """Whether each of ``n`` sampled answers per prompt (temperature 1) passes the rule."""
-    import torch
-
-    torch.manual_seed(seed)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    out = []
-    for start in range(0, len(prompts), 4):
-        rows = [drift._prompt_ids(tokenizer, p) for p in prompts[start : start + 4]]
-        width = max(map(len, rows))
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        with torch.inference_mode():
-            gen = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=GRPO_TOKENS,
-                do_sample=True,
-                temperature=1.0,
-                top_k=None,
-                top_p=None,
-                num_return_sequences=n,
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )
-        for row in gen[:, width:].tolist():
-            stop = row.index(eos) if eos in row else None
-            text = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
-            out.append(passes(text, truncated=stop is None))
-    return out
+    answers = drift.sampled_answers(
+        model, tokenizer, prompts, n, seed=seed, max_new_tokens=GRPO_TOKENS
+    )
+    return [passes(a.text, truncated=a.truncated) for a in answers]

@@ -9,8 +9,8 @@ import contextlib
 import pytest
 import torch
 
+from rlaif.backends import accelerator
 from rlaif.errors import RlaifError
-from rlaif.train import accelerator
 from rlaif.train.dpo import DPOSettings, _config
 
 

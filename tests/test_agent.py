@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from rlaif.agent import RLAIFAgent
 from rlaif.backends import Backend, ChoiceScores, Generation, Messages
+from rlaif.pipeline.agent import RLAIFAgent
 
 
 class Policy(Backend):

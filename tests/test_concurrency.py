@@ -17,10 +17,10 @@ from fault_proxy import FaultProxy
 from rlaif.backends import Backend, Generation, load_backend
 from rlaif.backends.cached import CachedBackend
 from rlaif.backends.openai_compat import OpenAIBackend
+from rlaif.backends.ratelimit import RateLimiter, RequestPolicy, parse_retry_after, retry_delay
 from rlaif.compare import Judge
 from rlaif.errors import BackendError
-from rlaif.executor import compare_pairs, ordered_map
-from rlaif.ratelimit import RateLimiter, RequestPolicy, parse_retry_after, retry_delay
+from rlaif.pipeline.executor import compare_pairs, ordered_map
 from rlaif.store import Store
 
 try:  # the HTTP library the installed openai client is built on

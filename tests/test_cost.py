@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.budget import Budget, BudgetExceeded
-from rlaif.cost import Price, PriceTable, load_price_table, stored_spend
 from rlaif.errors import InputError
+from rlaif.pipeline.budget import Budget, BudgetExceeded
+from rlaif.pipeline.pricing import Price, PriceTable, load_price_table, stored_spend
 
 RLAIF = [sys.executable, "-m", "rlaif"]
 ARGS = ["--limit", "1", "--n-responses", "2", "--revisions", "0", "--max-tokens", "16", "--quiet"]
@@ -159,7 +159,7 @@ def test_dry_run_calls_no_model_and_writes_nothing(tmp_path):
     assert not out.exists()
     assert "upper bounds; no model called" in proc.stdout
     assert "a proxy" in proc.stdout and "the model's own tokenizer" in proc.stdout
-    from rlaif.pipeline import RunConfig, estimate
+    from rlaif.pipeline.job import RunConfig, estimate
 
     est = estimate(
         RunConfig(out=out, limit=2, judge=judge, price_file=str(prices), dry_run=True)
@@ -256,7 +256,7 @@ def test_max_cost_stops_cleanly_and_a_raised_budget_finishes_the_same_run(
 
 
 def test_max_cost_is_refused_where_it_cannot_be_enforced(tmp_path):
-    from rlaif.pipeline import RunConfig
+    from rlaif.pipeline.job import RunConfig
 
     with pytest.raises(ValueError, match="--executor local"):
         RunConfig(out=tmp_path / "r", max_cost=1.0, executor="ray")
@@ -266,7 +266,7 @@ def test_max_cost_is_refused_where_it_cannot_be_enforced(tmp_path):
 
 def test_a_call_without_usage_is_charged_the_over_count_never_zero():
     from rlaif.backends.base import Backend, ChoiceScores, Generation
-    from rlaif.budget import BudgetedBackend
+    from rlaif.pipeline.budget import BudgetedBackend
 
     class NoUsage(Backend):  # a server that reports no token usage
         model_id = "m"

@@ -1,4 +1,4 @@
-"""Training curves and loop win-rate figures (:mod:`rlaif.evaluate.curves`), ``save_policy``'s
+"""Training curves and loop win-rate figures (:mod:`rlaif.train.curves`), ``save_policy``'s
 binary extra files, and ``rlaif report`` on a checkpoint and a loop directory, run as the real
 console script on hand-written ``train.json`` / ``loop.json`` files shaped like the trainers'."""
 
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlaif.evaluate.curves import (
+from rlaif.train.curves import (
     curve_panels,
     rounds_figure,
     rounds_png,

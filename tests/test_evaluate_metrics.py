@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlaif.evaluate import metrics as m
+from rlaif import stats as m
 from rlaif.evaluate.summary import summarize
 from rlaif.evaluate.table import COLUMNS, best_strategies, markdown_table
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tiny_model import tiny_checkpoint
 
-from rlaif.evaluate.metrics import bootstrap_mean_ci
+from rlaif.stats import bootstrap_mean_ci
 from rlaif.train.data import PreferencePair
 from rlaif.train.reward import RewardModel, evaluate_pairs
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlaif.evaluate import metrics as m
+from rlaif import stats as m
 from rlaif.evaluate import significance as sig
 from rlaif.evaluate.report import verdict
 from rlaif.evaluate.summary import summarize

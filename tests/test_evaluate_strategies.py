@@ -8,8 +8,8 @@ import pytest
 
 from rlaif.backends import Backend, ChoiceScores, Generation, Messages
 from rlaif.compare import Judge
-from rlaif.evaluate.metrics import agreement
 from rlaif.evaluate.strategies import STRATEGIES, StrategyOptions, make_strategy
+from rlaif.stats import agreement
 
 PROMPT = "What is the capital of France?"
 GOOD = "The capital of France is Paris."

@@ -19,9 +19,9 @@ from fault_proxy import FAULTS, FaultProxy
 
 from rlaif import templates
 from rlaif.backends.openai_compat import OpenAIBackend
+from rlaif.backends.ratelimit import RequestPolicy
 from rlaif.errors import BackendError
-from rlaif.outputs import OUTPUT_FILES
-from rlaif.ratelimit import RequestPolicy
+from rlaif.pipeline.outputs import OUTPUT_FILES
 
 PROMPTS = ["Give one tip for sleeping better."]
 #: the client's timeout in a run through faults (the proxy hangs until the client gives up):

@@ -16,11 +16,11 @@ import pytest
 from tiny_model import tiny_checkpoint
 
 from rlaif.backends import load_backend, parse_model_spec
+from rlaif.backends.checkpoints import resolve_checkpoint
 from rlaif.backends.gguf_export import export_gguf, gguf_path
 from rlaif.backends.llamacpp import _default_threads
 from rlaif.errors import ModelSpecError
-from rlaif.generate import generate
-from rlaif.train.models import resolve_checkpoint
+from rlaif.synth import generate
 
 torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")

@@ -171,8 +171,8 @@ def test_trained_policies_answer_through_their_gguf_export_when_it_exists(tmp_pa
     embedded model, and keeps hf:DIR for any other (the tiny test model)."""
     import shutil
 
+    from rlaif.backends.checkpoints import resolve_checkpoint
     from rlaif.loop import _generation_spec
-    from rlaif.train.models import resolve_checkpoint
 
     lines: list[str] = []
     smollm2 = tmp_path / "smollm2"

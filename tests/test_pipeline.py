@@ -76,7 +76,7 @@ def test_outputs_have_every_file_and_field(reference_run):
         for key in ("prompt", "chosen", "rejected", "p_chosen", "principle_id"):
             assert rec[key] not in (None, ""), key
         assert rec["constitution_hash"] == info["constitution"]["hash"]
-        if rec["label_source"] == "rule":  # a principle's check decided (rlaif.rule_judge)
+        if rec["label_source"] == "rule":  # a principle's check decided (rlaif.compare)
             assert rec["p_chosen"] == 1.0 and rec["judge"].startswith("rule:")
             assert rec["score_chosen"] > rec["score_rejected"] and rec["prompt_tokens"] == 0
             continue

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from rlaif.outputs import OUTPUT_FILES
+from rlaif.pipeline.outputs import OUTPUT_FILES
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'rlaif[ray]'")
 

@@ -15,13 +15,14 @@ import pytest
 from rlaif.compare import Preference
 from rlaif.constitution import load_constitution
 from rlaif.errors import InputError, RunError
-from rlaif.outputs import preference_record
+from rlaif.pipeline.outputs import preference_record
 from rlaif.prompts import Prompt
 from rlaif.review.app import ReviewSession, create_app
 from rlaif.review.decisions import DecisionLog, winner_of
 from rlaif.review.export import export_preferences
 from rlaif.review.queue import as_text, load_items, make_item_id
-from rlaif.review.stats import review_stats, wilson_interval
+from rlaif.review.stats import review_stats
+from rlaif.stats import wilson_interval
 from rlaif.store import MIGRATIONS, Store
 from rlaif.train.data import read_preferences
 from rlaif.train.dpo import oriented

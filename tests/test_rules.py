@@ -1,4 +1,4 @@
-"""Programmatic judges (rlaif.rules, rlaif.rule_judge) and principles with a check.
+"""Programmatic judges (rlaif.rules, rlaif.compare) and principles with a check.
 
 The built-in rules and the error messages are unit-tested; a check inside the AI judge is
 tested on the real embedded model through a call counter.
@@ -13,16 +13,16 @@ import textwrap
 
 import pytest
 
-from rlaif.compare import Judge
+from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import Constitution, Principle, load_constitution, parse_constitution
 from rlaif.errors import ConstitutionError
-from rlaif.rule_judge import RuleJudge, soft_label
 from rlaif.rules import (
     RuleError,
     TrainingReward,
     completion_text,
     is_programmatic,
     load_score_function,
+    soft_label,
 )
 
 CONV = [{"role": "user", "content": "Say hi"}]

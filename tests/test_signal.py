@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.label_signal import no_signal_warning
+from rlaif.stats import no_signal_warning
 
 RLAIF = str(Path(sys.executable).with_name("rlaif"))
 RUN_ARGS = ["--limit", "2", "--n-responses", "2", "--revisions", "0", "--max-tokens", "24"]

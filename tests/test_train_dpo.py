@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tiny_model import tiny_checkpoint
 
+from rlaif.backends.checkpoints import resolve_checkpoint
 from rlaif.errors import InputError
 from rlaif.train.data import prompt_key
 from rlaif.train.dpo import TARGET, DPOSettings, build_trainer, select_pairs, train_dpo
-from rlaif.train.models import load_model_and_tokenizer, resolve_checkpoint
+from rlaif.train.models import load_model_and_tokenizer
 
 RLAIF = [sys.executable, "-m", "rlaif"]
 
@@ -198,8 +199,8 @@ def test_show_example_shows_the_chat_template(tmp_path, tiny):
 def test_text_and_chat_records_go_to_trl_in_one_conversational_form(tmp_path, tiny):
     """A file mixing text prompts and chat-message prompts (an export, a merge) trains as one
     conversational data set instead of being refused."""
+    from rlaif.backends.checkpoints import load_tokenizer
     from rlaif.train.dpo import preference_dataset
-    from rlaif.train.models import load_tokenizer
 
     path = tmp_path / "mixed.jsonl"
     chat = {

@@ -12,9 +12,9 @@ import pytest
 from tiny_model import tiny_checkpoint
 
 from rlaif.backends import load_backend, parse_model_spec
+from rlaif.backends.checkpoints import is_checkpoint, resolve_checkpoint
 from rlaif.backends.hf import TransformersBackend
 from rlaif.errors import BackendError, ModelSpecError
-from rlaif.train.models import is_checkpoint, resolve_checkpoint
 
 RLAIF = [sys.executable, "-m", "rlaif"]
 COMPARE = [

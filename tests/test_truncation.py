@@ -21,8 +21,8 @@ from tiny_model import tiny_checkpoint
 from rlaif.backends import load_backend
 from rlaif.backends.cached import CachedBackend
 from rlaif.critique import revise
-from rlaif.generate import sample_responses
 from rlaif.store import Store
+from rlaif.synth import sample_responses
 
 RLAIF = str(Path(sys.executable).with_name("rlaif"))
 LONG = "Write a long, detailed essay on the history of the Roman Empire."

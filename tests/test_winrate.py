@@ -14,7 +14,6 @@ import pytest
 from tiny_model import tiny_checkpoint
 
 from rlaif.errors import InputError
-from rlaif.evaluate.heldout import default_baseline, eval_prompts, heldout_prompts_path
 from rlaif.evaluate.winrate import (
     WinrateConfig,
     checkpoint_fingerprint,
@@ -24,6 +23,7 @@ from rlaif.evaluate.winrate import (
 )
 from rlaif.prompts import builtin_prompts_path, load_prompts
 from rlaif.train.data import prompt_key
+from rlaif.train.heldout import default_baseline, eval_prompts, heldout_prompts_path
 
 ENV = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
 
@@ -248,7 +248,7 @@ def test_default_baseline_is_the_starting_model_through_the_same_backend(tmp_pat
     assert default_baseline(_trained(tmp_path, "a", f"hf:{start}", [])) == f"hf:{start}"
     assert default_baseline(_trained(tmp_path, "b", str(start), [])) == f"hf:{start}"
     # not the Q4_1 GGUF through llama.cpp: the same weights as the policy's start, in transformers
-    from rlaif.train.models import resolve_checkpoint
+    from rlaif.backends.checkpoints import resolve_checkpoint
 
     from_smollm2 = _trained(tmp_path, "c", "smollm2", [])
     assert default_baseline(from_smollm2) == f"hf:{resolve_checkpoint('smollm2')}"

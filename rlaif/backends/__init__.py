@@ -12,6 +12,13 @@
                            run by llama.cpp: several times faster generation; only for
                            checkpoints of the embedded model's architecture and tokenizer
 =========================  ==============================================================
+
+Beside the backends: ``checkpoints`` (the embedded model converted once to a Hugging Face
+checkpoint, local checkpoints checked and their tokenizers loaded), ``accelerator`` (the
+device and dtype: a visible CUDA GPU in bf16, otherwise the CPU), ``ratelimit`` (pacing and
+retries of a server's requests), ``cached`` (every call through the run store) and
+``gguf_export`` (a checkpoint written once as GGUF for llama.cpp). ``check_judge_spec`` says
+early whether a judge string is a model string or a scoring function that loads.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
 from rlaif.errors import ModelSpecError
+from rlaif.rules import is_programmatic, load_score_function
 
 __all__ = [
     "Backend",
@@ -52,7 +60,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
             f"for a GGUF file write llamacpp:{arg}"
         )
     if kind in ("hf", "gguf"):
-        from rlaif.train.models import check_checkpoint
+        from rlaif.backends.checkpoints import check_checkpoint
 
         check_checkpoint(Path(arg).expanduser(), spec)
     return kind, arg
@@ -91,3 +99,11 @@ def load_backend(spec: str | Backend) -> Backend:
         backend = OpenAIBackend(model, base_url or None, model_id=spec)
     _OPEN[spec] = backend
     return backend
+
+
+def check_judge_spec(spec: str) -> None:
+    """Fail early on a bad judge string: a model string, or a scoring function (imported)."""
+    if isinstance(spec, str) and is_programmatic(spec):
+        load_score_function(spec)
+    else:
+        parse_model_spec(spec)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from rlaif.errors import BackendError
 
 Messages = list[dict]
 
@@ -59,12 +61,7 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate an assistant reply for chat messages."""
 
@@ -74,3 +71,18 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (model weights, connections)."""
+
+
+def single_token_ids(model_id: str, choice: str, tokenize: Callable[[str], list[int]]) -> list[int]:
+    """Single-token spellings of a choice (``"A"`` and ``" A"``) under ``tokenize``.
+
+    BackendError when neither spelling is one token: the choice's probability cannot be read.
+    """
+    ids: list[int] = []
+    for text in (choice, " " + choice):
+        toks = tokenize(text)
+        if len(toks) == 1 and toks[0] not in ids:
+            ids.append(toks[0])
+    if not ids:
+        raise BackendError(f"{model_id}: choice {choice!r} is not a single token for this model")
+    return ids

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
-from rlaif.store import Store, call_key
-from rlaif.templates import TEMPLATE_VERSION
+from rlaif.store import CACHE_KEY_VERSION, Store, call_key
 
 
 class CachedBackend(Backend):
@@ -68,19 +67,14 @@ class CachedBackend(Backend):
         )
 
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate, or return the stored generation for the same messages and parameters."""
         params = {"max_tokens": max_tokens, "temperature": temperature}
         if temperature > 0:
             params["seed"] = seed  # greedy decoding does not depend on the seed
         key = call_key(
-            self.model_id, "generate", TEMPLATE_VERSION, {"messages": messages, **params}
+            self.model_id, "generate", CACHE_KEY_VERSION, {"messages": messages, **params}
         )
         hit = self.store.get(key)
         if hit is not None:
@@ -98,7 +92,7 @@ class CachedBackend(Backend):
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Score the choices, or return the stored scores for the same messages and choices."""
         payload = {"messages": messages, "choices": list(choices)}
-        key = call_key(self.model_id, "choice_logprobs", TEMPLATE_VERSION, payload)
+        key = call_key(self.model_id, "choice_logprobs", CACHE_KEY_VERSION, payload)
         hit = self.store.get(key)
         if hit is not None:
             scores = ChoiceScores(**{**hit, "cached_tokens": 0})

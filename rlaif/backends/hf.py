@@ -3,7 +3,7 @@
 Every checkpoint ``rlaif train`` writes is such a directory, so a trained policy can generate,
 be judged, or judge, like any other model. Prompts are built with the checkpoint's own chat
 template; choice log-probabilities are a full-vocabulary log-softmax at the last position.
-The model runs on a CUDA GPU in bf16 where there is one (see :mod:`rlaif.train.accelerator`),
+The model runs on a CUDA GPU in bf16 where there is one (see :mod:`rlaif.backends.accelerator`),
 else on the CPU in float32.
 """
 
@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.base import (
+    Backend,
+    ChoiceScores,
+    Generation,
+    Messages,
+    single_token_ids,
+)
 from rlaif.errors import BackendError
 
 #: sampling filters at temperature > 0, as llama.cpp's chat completion uses by default
@@ -24,9 +30,9 @@ class TransformersBackend(Backend):
     """A causal LM checkpoint directory run in-process by transformers (GPU if any, else CPU)."""
 
     def __init__(self, spec: str, *, model_id: str | None = None) -> None:
+        from rlaif.backends.accelerator import device, inference_dtype
+        from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint
         from rlaif.backends.llamacpp import _default_threads
-        from rlaif.train.accelerator import device, inference_dtype
-        from rlaif.train.models import load_tokenizer, resolve_checkpoint
 
         path = resolve_checkpoint(spec)
         try:
@@ -65,16 +71,11 @@ class TransformersBackend(Backend):
     def _ids_for(self, choice: str) -> list[int]:
         """Single-token spellings of a choice (``"A"`` and ``" A"``); error if there is none."""
         if choice not in self._choice_ids:
-            ids: list[int] = []
-            for text in (choice, " " + choice):
-                toks = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                if len(toks) == 1 and toks[0] not in ids:
-                    ids.append(toks[0])
-            if not ids:
-                raise BackendError(
-                    f"{self.model_id}: choice {choice!r} is not a single token for this model"
-                )
-            self._choice_ids[choice] = ids
+            self._choice_ids[choice] = single_token_ids(
+                self.model_id,
+                choice,
+                lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
+            )
         return self._choice_ids[choice]
 
     def _check_length(self, n: int, extra: int = 0) -> None:
@@ -86,12 +87,7 @@ class TransformersBackend(Backend):
 
     # -- the two abilities ------------------------------------------------------------------
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate a reply: greedy at temperature 0, else seeded top-k/top-p sampling."""
         torch = self._torch

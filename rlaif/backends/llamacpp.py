@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.base import (
+    Backend,
+    ChoiceScores,
+    Generation,
+    Messages,
+    single_token_ids,
+)
 from rlaif.errors import BackendError, ModelSpecError
 
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -115,26 +121,16 @@ class LlamaCppBackend(Backend):
     def _ids_for(self, choice: str) -> list[int]:
         """Single-token spellings of a choice (``"A"`` and ``" A"``); error if there is none."""
         if choice not in self._choice_ids:
-            ids = []
-            for text in (choice, " " + choice):
-                toks = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-                if len(toks) == 1 and toks[0] not in ids:
-                    ids.append(toks[0])
-            if not ids:
-                raise BackendError(
-                    f"{self.model_id}: choice {choice!r} is not a single token for this model"
-                )
-            self._choice_ids[choice] = ids
+            self._choice_ids[choice] = single_token_ids(
+                self.model_id,
+                choice,
+                lambda text: self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
+            )
         return self._choice_ids[choice]
 
     # -- the two abilities ------------------------------------------------------------------
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate a reply with llama.cpp's chat completion (greedy at temperature 0)."""
         tokens = self.prompt_tokens(messages)

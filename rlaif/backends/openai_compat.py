@@ -5,8 +5,8 @@ A server that refuses or ignores ``logprobs`` is asked for a short generated ver
 the result says so (``method == "verdict"``).
 
 Requests are paced and retried here, not by the ``openai`` client (made with ``max_retries=0``),
-so that one loop with one policy (:class:`~rlaif.ratelimit.RequestPolicy`) covers every failure
-that may pass, including replies the client does not count as errors:
+so that one loop with one policy (:class:`~rlaif.backends.ratelimit.RequestPolicy`) covers
+every failure that may pass, including replies the client does not count as errors:
 
 ==========================  ===================================================================
 retried (backoff, jitter)   429 (waiting exactly ``Retry-After`` when the server sends one),
@@ -35,8 +35,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.ratelimit import RateLimiter, RequestPolicy, parse_retry_after, retry_delay
 from rlaif.errors import BackendError, ModelSpecError
-from rlaif.ratelimit import RateLimiter, RequestPolicy, parse_retry_after, retry_delay
 
 TOP_LOGPROBS = 20
 #: HTTP statuses worth retrying besides 429 and 5xx
@@ -189,12 +189,7 @@ class OpenAIBackend(Backend):
         return resp
 
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate a reply with the server's chat-completions endpoint."""
         try:

@@ -1,9 +1,10 @@
 """Label quality: measure a judge against human preferences, expose its biases, report them.
 
 ``gold`` reads human-labelled pairs, ``strategies`` asks the judge in different ways,
-``metrics`` and ``summary`` score the answers with bootstrap intervals (by prompt),
-``significance`` compares strategies pair by pair (Holm-adjusted), ``agreement`` runs it all
-into an evaluation directory, and ``report`` draws it as one HTML file.
+``summary`` scores the answers with bootstrap intervals by prompt (the statistics themselves
+live in :mod:`rlaif.stats`), ``significance`` compares strategies pair by pair
+(Holm-adjusted), ``agreement`` runs it all into an evaluation directory, ``winrate`` plays a
+policy against a baseline, and ``report`` draws any output folder as one HTML file.
 
 The names below are imported on first use, so that the command line stays quick to start.
 """

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlaif import __version__, templates
-from rlaif.backends import Backend, load_backend
+from rlaif import templates
+from rlaif._version import __version__
+from rlaif.backends import Backend, check_judge_spec, load_backend
 from rlaif.backends.cached import CachedBackend
 from rlaif.compare import Preference
 from rlaif.constitution import load_constitution
@@ -34,12 +35,13 @@ from rlaif.errors import BackendError, InputError, RunError
 from rlaif.evaluate.gold import FORMATS, GoldPair, load_gold
 from rlaif.evaluate.strategies import (
     DEFAULT_STRATEGIES,
+    RULE_STRATEGY,
     STRATEGIES,
     StrategyOptions,
     make_strategy,
+    rule_strategies,
 )
 from rlaif.evaluate.summary import read_pairs, summarize
-from rlaif.rule_judge import RULE_STRATEGY, check_judge_spec, rule_strategies
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
@@ -127,7 +129,8 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _open_out(out: Path) -> None:
+def open_eval_dir(out: Path) -> None:
+    """Create an evaluation's output directory; RunError if ``out`` is a file or a run's folder."""
     if out.exists() and not out.is_dir():
         raise RunError(f"{out}: exists and is not a directory; choose another --out")
     if (out / "run.json").exists():
@@ -149,7 +152,7 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
     constitution = load_constitution(config.constitution)
     if isinstance(config.judge, str):
         check_judge_spec(config.judge)
-    _open_out(config.out)
+    open_eval_dir(config.out)
     store = Store(config.out / STORE_FILE)
     try:
         if is_programmatic(config.judge):  # one way to ask a function: its scores

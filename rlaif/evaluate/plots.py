@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-CHANCE = "#888888"
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return buf.getvalue()
+from rlaif.train.curves import CHANCE, COLORS, _png  # noqa: F401
 
 
 def _err(values: Sequence[float | None], cis: Sequence[list[float] | None]) -> np.ndarray:

@@ -20,8 +20,7 @@ from rlaif.evaluate.htmlparts import CSS, esc, figure, meta, pct, table
 from rlaif.evaluate.run_report import run_body
 from rlaif.evaluate.significance import ALPHA
 from rlaif.evaluate.table import COLUMNS, LEGEND, best_strategies, cell, fmt
-from rlaif.evaluate.train_report import TRAIN_FILE, loop_body, train_body
-from rlaif.loop import LOOP_FILE
+from rlaif.evaluate.train_report import LOOP_FILE, TRAIN_FILE, loop_body, train_body
 
 REPORT_FILE = "report.html"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from rlaif.errors import InputError
 from rlaif.evaluate.htmlparts import esc, figure, meta, pct, table
 from rlaif.evaluate.table import NOT_MEASURED, fmt
-from rlaif.generate import truncation_summary
-from rlaif.label_signal import no_signal_warning
+from rlaif.stats import no_signal_warning
+from rlaif.synth import truncation_summary
 
 
 def _measured(value: float | bool | None) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rlaif.evaluate.metrics import bootstrap_mean_ci, cluster_members
+from rlaif.stats import bootstrap_mean_ci, cluster_members
 
 #: family-wise error rate of the verdicts
 ALPHA = 0.05

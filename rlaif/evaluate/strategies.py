@@ -15,7 +15,7 @@ from statistics import fmean
 
 from rlaif import templates
 from rlaif.backends.base import Backend
-from rlaif.compare import CAI_CLAMP, Judge, Preference, orders_agree, parse_verdict
+from rlaif.compare import CAI_CLAMP, Judge, Preference, RuleJudge, orders_agree, parse_verdict
 from rlaif.constitution import Constitution, Principle
 
 #: name -> what it does, in the order tables list them
@@ -245,3 +245,24 @@ def make_strategy(
     if name == "ensemble":
         return Ensemble(judge(both_orders=False), o.principles)
     raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+
+
+class NoModel:
+    """Stands in for the judge backend of an evaluation whose judge is a scoring function:
+    the accounting a backend keeps, all zero (a function makes no model call, costs nothing)."""
+
+    price_per_million = (0.0, 0.0)
+    model_calls = 0
+    cached_calls = 0
+
+    def __init__(self, spec: str) -> None:
+        self.model_id = spec
+
+
+#: how ``rlaif eval agreement`` describes the one strategy of a programmatic judge
+RULE_STRATEGY = "scoring function, p = sigmoid((score_a - score_b) / temperature)"
+
+
+def rule_strategies(spec: str, constitution: Constitution, *, seed: int = 0):
+    """(backend stand-in, {"rule": strategy}) for ``rlaif eval agreement`` with a rule judge."""
+    return NoModel(spec), {"rule": JudgeStrategy("rule", RuleJudge(spec, constitution, seed=seed))}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlaif import stats as m
 from rlaif.errors import InputError
-from rlaif.evaluate import metrics as m
 from rlaif.evaluate import significance as sig
 
 HUMAN_CODES = {"a": 1.0, "b": 0.0, "tie": float("nan")}

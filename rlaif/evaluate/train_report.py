@@ -15,6 +15,9 @@ from rlaif.evaluate.htmlparts import esc, figure, meta, pct, table
 TRAIN_FILE = "train.json"
 DRIFT_FILE = "drift.json"
 
+#: the record of a loop's rounds in its output folder
+LOOP_FILE = "loop.json"
+
 
 def _read(path: Path) -> dict:
     """A JSON object from ``path``; InputError if it cannot be read or is not an object."""
@@ -164,8 +167,8 @@ def _held_out(info: dict) -> str:
 
 def train_body(d: Path) -> str:
     """The body of the report of a checkpoint directory holding ``train.json``."""
-    from rlaif.evaluate.curves import curve_panels, training_curves_png
-    from rlaif.train.models import is_checkpoint
+    from rlaif.backends.checkpoints import is_checkpoint
+    from rlaif.train.curves import curve_panels, training_curves_png
 
     info = _read(d / TRAIN_FILE)
     items = summary_items(info)
@@ -200,7 +203,7 @@ def _ci(ci: list[float] | None) -> str:
 def loop_body(d: Path, loop_file: str = "loop.json") -> str:
     """The body of the report of an ``rlaif loop`` directory: the win rate per round (figure
     and table), the loop's settings, and each round's DPO training curves."""
-    from rlaif.evaluate.curves import rounds_png, training_curves_png
+    from rlaif.train.curves import rounds_png, training_curves_png
 
     data = _read(d / loop_file)
     rounds = data.get("rounds") or []

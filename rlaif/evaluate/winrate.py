@@ -12,7 +12,7 @@ the policy's answer as A), so neither model gains from the judge's position bias
 ``win_rate = (wins + ties / 2) / n`` with a 95% percentile bootstrap interval over prompts;
 ``soft_win_rate`` is the mean of ``p`` (the judge's probability that the policy is better).
 
-By default (:mod:`rlaif.evaluate.heldout`) the prompts are the shipped held-out set minus any
+By default (:mod:`rlaif.train.heldout`) the prompts are the shipped held-out set minus any
 the models were trained on, and the baseline is the model the policy was trained from through
 the same backend; named prompts that overlap the training data are refused unless
 ``allow_overlap``.
@@ -33,20 +33,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlaif import __version__, templates
-from rlaif.backends import load_backend, parse_model_spec
+from rlaif import templates
+from rlaif._version import __version__
+from rlaif.backends import check_judge_spec, load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
-from rlaif.compare import Judge
+from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import load_constitution
 from rlaif.errors import RunError
-from rlaif.evaluate.heldout import default_baseline, eval_prompts
-from rlaif.evaluate.metrics import bootstrap_mean_ci
-from rlaif.generate import generate
+from rlaif.evaluate.agreement import open_eval_dir
 from rlaif.prompts import file_sha256
-from rlaif.rule_judge import RuleJudge, check_judge_spec
 from rlaif.rules import is_programmatic
+from rlaif.stats import bootstrap_mean_ci
 from rlaif.store import STORE_FILE, Store
+from rlaif.synth import generate
 from rlaif.train.drift import answer_health
+from rlaif.train.heldout import default_baseline, eval_prompts
 from rlaif.train.provenance import checkpoint_dir
 
 METRICS_FILE = "metrics.json"
@@ -178,8 +179,6 @@ def _cached(spec: str, store: Store) -> CachedBackend:
 
 
 def _open_out(out: Path) -> Store:
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and not (out / STORE_FILE).exists():
         stray = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if stray:
@@ -187,12 +186,7 @@ def _open_out(out: Path) -> Store:
                 f"{out}: not empty and not an rlaif evaluation directory "
                 f"({', '.join(stray[:3])}); choose a new --out"
             )
-    if (out / "run.json").exists():
-        raise RunError(f"{out}: holds an `rlaif run`; choose another --out for the evaluation")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"{out}: cannot create the directory ({e.strerror})") from e
+    open_eval_dir(out)
     return Store(out / STORE_FILE)
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from rlaif.constitution import load_constitution
 from rlaif.errors import RlaifError
-from rlaif.outputs import RUN_JSON
+from rlaif.pipeline.outputs import RUN_JSON
 from rlaif.review.decisions import CHOICES, SIDES, Decision, DecisionLog
 from rlaif.review.queue import ReviewItem, as_text, load_items
 from rlaif.review.stats import ReviewStats, review_stats

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlaif.errors import InputError, RunError
-from rlaif.outputs import RUN_JSON
+from rlaif.pipeline.outputs import RUN_JSON
 
 #: run files holding labelled pairs, and what each item read from them is called
 SOURCES = {

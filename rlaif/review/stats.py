@@ -11,26 +11,14 @@ more), or of the nearest more certain one when there is none.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from rlaif.review.decisions import Decision
 from rlaif.review.queue import ReviewItem
+from rlaif.stats import wilson_interval
 
 #: upper edges of the |p - 0.5| bands of the flip estimate
 MARGIN_BANDS = (0.05, 0.1, 0.2, 0.3, 0.5)
-Z95 = 1.959964
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion (None when n = 0)."""
-    if n == 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 def _band(margin: float) -> int:

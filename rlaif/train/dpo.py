@@ -50,6 +50,7 @@ from pathlib import Path
 
 from rlaif.errors import InputError
 from rlaif.train.data import PreferencePair, filter_by_margin, hard_target, read_preferences
+from rlaif.train.settings import PairTrainingSettings
 
 LOSSES = ("soft", "hard")
 #: the dataset column (and batch key) holding each pair's training target
@@ -57,27 +58,14 @@ TARGET = "dpo_target"
 
 
 @dataclass
-class DPOSettings:
+class DPOSettings(PairTrainingSettings):
     """What ``rlaif train dpo`` does; defaults sized for the embedded model on a 2-core CPU."""
 
-    #: preferences JSONL (``rlaif run`` writes ``preferences.jsonl``)
-    data: str
-    #: checkpoint directory to write (usable as ``hf:DIR``)
-    out: Path
-    #: policy to train (and the frozen reference): smollm2 or hf:DIR
-    model: str = "smollm2"
     #: 2 epochs at 2e-5: 69 rule-labelled pairs took the held-out pass rate of the embedded
     #: model from 6% to 53% (KL 0.1 nats/token); 1 epoch at 5e-6 left it where it was
     epochs: int = 2
-    #: stop after this many optimizer steps (overrides ``epochs``)
-    max_steps: int | None = None
-    #: pairs per optimizer step
-    batch_size: int = 4
-    learning_rate: float = 2e-5
     #: DPO's KL strength: higher keeps the policy closer to the reference
     beta: float = 0.1
-    #: tokens of prompt + response; longer sequences are cut at the end
-    max_length: int = 384
     #: drop pairs with |p_chosen - 0.5| below this
     min_margin: float = 0.0
     #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
@@ -85,20 +73,11 @@ class DPOSettings:
     #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
     #: the README for what 1 did to looping answers and to the shuffled-label control
     nll_weight: float = 0.0
-    lora: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        for name in ("epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, not {self.max_steps}")
-        if not self.learning_rate > 0 or not self.beta > 0:
-            raise ValueError(
-                f"learning_rate and beta must be > 0, not {self.learning_rate} and {self.beta}"
-            )
+        super().__post_init__()
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, not {self.beta}")
         if not 0.0 <= self.min_margin < 0.5:
             raise ValueError(f"min_margin must be in [0, 0.5), not {self.min_margin}")
         if not self.nll_weight >= 0:
@@ -262,7 +241,7 @@ def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair], token
 
 def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
     """DPOConfig arguments: CPU-friendly, quiet, nothing saved by the trainer itself."""
-    from rlaif.train.accelerator import device, use_bf16
+    from rlaif.backends.accelerator import device, use_bf16
 
     return dict(
         # the reference's log-probs, once per pair before training; the soft loss reads them
@@ -381,7 +360,7 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     import torch
 
     from rlaif.backends.llamacpp import _default_threads
-    from rlaif.evaluate.curves import training_curves_png
+    from rlaif.train.curves import training_curves_png
     from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_policy
     from rlaif.train.progress import trainer_progress_callback
     from rlaif.train.provenance import training_record

@@ -94,13 +94,13 @@ def _prompt_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
     return _chat_ids(tokenizer, _messages(prompt), generation_prompt=True)
 
 
-def greedy_answers(
-    model, tokenizer, prompts: Sequence, *, max_new_tokens: int = 64, batch_size: int = 8
+def _generate(
+    model, tokenizer, prompts: Sequence, max_new_tokens: int, batch_size: int, **sampling
 ) -> list[Answer]:
-    """Greedy answers of a transformers causal LM to chat prompts, generated in batches.
+    """Answers of a transformers causal LM to chat prompts, left-padded batches of prompts.
 
-    Prompts are rendered with the tokenizer's chat template and left-padded, so a batch of
-    ``batch_size`` prompts costs about as much time per token as one prompt on a CPU.
+    ``sampling`` holds ``model.generate``'s decoding arguments; with ``num_return_sequences``
+    n, the answers come prompt by prompt, n each.
     """
     import torch
 
@@ -119,18 +119,61 @@ def greedy_answers(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
                 top_k=None,
                 top_p=None,
                 eos_token_id=eos,
                 pad_token_id=pad,
+                **sampling,
             )
         for row in out[:, width:].tolist():
             stop = row.index(eos) if eos in row else None
             text = tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
             answers.append(Answer(text=text, truncated=stop is None))
     return answers
+
+
+def greedy_answers(
+    model, tokenizer, prompts: Sequence, *, max_new_tokens: int = 64, batch_size: int = 8
+) -> list[Answer]:
+    """Greedy answers of a transformers causal LM to chat prompts, generated in batches.
+
+    Prompts are rendered with the tokenizer's chat template and left-padded, so a batch of
+    ``batch_size`` prompts costs about as much time per token as one prompt on a CPU.
+    """
+    return _generate(
+        model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False, temperature=None
+    )
+
+
+def sampled_answers(
+    model,
+    tokenizer,
+    prompts: Sequence,
+    n: int,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 4,
+) -> list[Answer]:
+    """``n`` sampled answers per prompt (prompt by prompt), reproducible from ``seed``.
+
+    The seed is set once, before the first batch: the same call on the same model gives the
+    same answers.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    return _generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        do_sample=True,
+        temperature=temperature,
+        num_return_sequences=n,
+    )
 
 
 def _pair_ids(tokenizer, prompt, answer: str) -> tuple[list[int], int]:
@@ -272,7 +315,7 @@ def drift_check(
     Uses the first ``prompts`` of rlaif's held-out prompt set that the checkpoint was not
     trained on; the result (see :func:`compare_policies`) gains ``warning`` (a line, or None).
     """
-    from rlaif.evaluate.heldout import eval_prompts
+    from rlaif.train.heldout import eval_prompts
     from rlaif.train.models import load_model_and_tokenizer
 
     spec = f"hf:{checkpoint}"

@@ -111,13 +111,14 @@ def make_reward(settings: GRPOSettings):
 
 def _check_inputs(settings: GRPOSettings):
     """Find everything wrong with the input before any model is loaded."""
+    from rlaif.backends.checkpoints import resolve_checkpoint
     from rlaif.constitution import load_constitution
-    from rlaif.train.models import check_out_dir, resolve_checkpoint
+    from rlaif.train.models import check_out_dir
 
     check_out_dir(settings.out)
     dataset = prompt_dataset(settings.data, settings.limit)
     if settings.reward == "judge":
-        from rlaif.rule_judge import check_judge_spec
+        from rlaif.backends import check_judge_spec
 
         check_judge_spec(settings.judge)
         load_constitution(settings.constitution)
@@ -126,38 +127,6 @@ def _check_inputs(settings: GRPOSettings):
     if settings.model != "smollm2":
         resolve_checkpoint(settings.model)
     return dataset
-
-
-def _progress_callback(total: int, show: bool):
-    """A transformers callback drawing a rich progress bar with the last loss and reward."""
-    from transformers import TrainerCallback
-
-    from rlaif.train.progress import training_progress
-
-    class RichProgress(TrainerCallback):
-        def __init__(self) -> None:
-            self.progress = training_progress(show)
-            self.task = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.progress.start()
-            self.task = self.progress.add_task("grpo", total=total, info="")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and self.task is not None:
-                info = f"loss {logs['loss']:.4f}"
-                if logs.get("reward") is not None:
-                    info += f"  reward {logs['reward']:+.3f}"
-                self.progress.update(self.task, info=info)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.task is not None:
-                self.progress.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.progress.stop()
-
-    return RichProgress()
 
 
 def _history(log_history: list[dict]) -> list[dict]:
@@ -175,8 +144,8 @@ def grpo_example(settings: GRPOSettings) -> str:
     TRL's GRPOTrainer renders a conversational prompt with the chat template and the
     generation prompt (``add_generation_prompt=True``); the sampled response follows it.
     """
+    from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint
     from rlaif.train.example import decode, marker
-    from rlaif.train.models import load_tokenizer, resolve_checkpoint
 
     dataset = prompt_dataset(settings.data, settings.limit)
     tokenizer = load_tokenizer(resolve_checkpoint(settings.model))
@@ -202,10 +171,11 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from rlaif.backends.accelerator import device, use_bf16
     from rlaif.backends.llamacpp import _default_threads
-    from rlaif.evaluate.curves import training_curves_png
-    from rlaif.train.accelerator import device, use_bf16
+    from rlaif.train.curves import training_curves_png
     from rlaif.train.models import load_model_and_tokenizer, save_policy
+    from rlaif.train.progress import trainer_progress_callback
     from rlaif.train.provenance import training_record
 
     started = time.time()
@@ -240,7 +210,7 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[_progress_callback(settings.max_steps, show_progress)],
+            callbacks=[trainer_progress_callback("grpo", settings.max_steps, show_progress)],
         )
         trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
         trainer.train()

@@ -30,7 +30,8 @@ def training_progress(show: bool = True):
 
 
 def trainer_progress_callback(description: str, total: int, show: bool = True):
-    """A transformers ``TrainerCallback`` drawing :func:`training_progress` with the last loss."""
+    """A transformers ``TrainerCallback`` drawing :func:`training_progress` with the last loss
+    (and the last reward, where the trainer logs one: GRPO)."""
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
@@ -47,7 +48,10 @@ def trainer_progress_callback(description: str, total: int, show: bool = True):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and self.task is not None:
                 self.losses.append(float(logs["loss"]))
-                self.progress.update(self.task, info=f"loss {logs['loss']:.4f}")
+                info = f"loss {logs['loss']:.4f}"
+                if logs.get("reward") is not None:  # GRPO's mean reward of the step
+                    info += f"  reward {logs['reward']:+.3f}"
+                self.progress.update(self.task, info=info)
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.task is not None:

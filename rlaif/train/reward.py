@@ -23,42 +23,22 @@ from pathlib import Path
 
 from rlaif.errors import InputError
 from rlaif.train.data import PreferencePair, hard_target, read_preferences, split_pairs
+from rlaif.train.settings import PairTrainingSettings
 
 
 @dataclass
-class RewardSettings:
+class RewardSettings(PairTrainingSettings):
     """What ``rlaif train reward`` does; defaults sized for the embedded model on a CPU."""
 
-    #: preferences JSONL (``rlaif run`` writes ``preferences.jsonl``)
-    data: str
-    #: checkpoint directory to write (usable as ``hf:DIR``)
-    out: Path
-    #: base model: smollm2 or hf:DIR
-    model: str = "smollm2"
-    epochs: int = 1
-    #: stop after this many optimizer steps (None: run the epochs)
-    max_steps: int | None = None
-    #: pairs per optimizer step
-    batch_size: int = 4
-    learning_rate: float = 2e-5
     #: tokens per prompt + response; longer ones keep their end (where the reward is read)
     max_length: int = 512
     #: share of prompts held out for the final metrics
     held_out: float = 0.2
     #: train on hard winners (target 1 or 0; 0.5 for an exact tie) instead of p_chosen
     hard_labels: bool = False
-    lora: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        for name in ("epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, not {self.max_steps}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, not {self.learning_rate}")
+        super().__post_init__()
         if not 0.0 <= self.held_out < 1.0:
             raise ValueError(f"held_out must be in [0, 1), not {self.held_out}")
 
@@ -84,8 +64,8 @@ class RewardModel:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
+        from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint
         from rlaif.errors import ModelSpecError
-        from rlaif.train.models import load_tokenizer, resolve_checkpoint
 
         path = resolve_checkpoint(spec)
         if not num_labels_new:
@@ -155,7 +135,7 @@ def evaluate_pairs(
     import numpy as np
     import torch
 
-    from rlaif.evaluate.metrics import bootstrap_mean_ci, brier, ece
+    from rlaif.stats import bootstrap_mean_ci, brier, ece
 
     if not pairs:
         return {"n": 0}
@@ -196,8 +176,8 @@ def evaluate_pairs(
 
 def reward_example(settings: RewardSettings) -> str:
     """The first training pair exactly as the reward model reads it, decoded from its token ids."""
+    from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint
     from rlaif.train.example import pair_example
-    from rlaif.train.models import load_tokenizer, resolve_checkpoint
 
     pairs = read_preferences(settings.data)
     train, _ = split_pairs(pairs, settings.held_out, settings.seed)
@@ -231,9 +211,9 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     import torch
     import torch.nn.functional as F
 
+    from rlaif.backends.accelerator import autocast, device
     from rlaif.backends.llamacpp import _default_threads
-    from rlaif.evaluate.curves import training_curves_png
-    from rlaif.train.accelerator import autocast, device
+    from rlaif.train.curves import training_curves_png
     from rlaif.train.models import add_lora, check_out_dir, save_policy
     from rlaif.train.progress import training_progress
     from rlaif.train.provenance import training_record

@@ -56,7 +56,7 @@ def default_baseline(policy: str) -> str:
     # the same backend as the policy: transformers for hf:, llama.cpp on an export for gguf:
     prefix = "gguf:" if policy.strip().startswith("gguf:") else "hf:"
     if start == "smollm2":
-        from rlaif.train.models import resolve_checkpoint
+        from rlaif.backends.checkpoints import resolve_checkpoint
 
         return f"{prefix}{resolve_checkpoint('smollm2')}"
     return f"{prefix}{start.removeprefix('hf:')}"

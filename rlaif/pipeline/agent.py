@@ -14,7 +14,7 @@ from rlaif.backends import Backend, load_backend
 from rlaif.compare import Judge
 from rlaif.constitution import Constitution, load_constitution
 from rlaif.critique import Critique, critique, revise, rewrite
-from rlaif.generate import generate
+from rlaif.synth import generate
 
 
 class RLAIFAgent:

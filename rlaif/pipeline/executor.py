@@ -27,9 +27,9 @@ from typing import TypeVar
 
 from rlaif.backends import Backend, load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
+from rlaif.backends.ratelimit import RequestPolicy
 from rlaif.compare import Judge, Preference
 from rlaif.errors import RlaifError
-from rlaif.ratelimit import RequestPolicy
 
 T = TypeVar("T")
 R = TypeVar("R")

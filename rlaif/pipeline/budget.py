@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
-from rlaif.cost import CHOICE_OUTPUT_TOKENS, PriceTable, quick_input_tokens
 from rlaif.errors import RlaifError
+from rlaif.pipeline.pricing import CHOICE_OUTPUT_TOKENS, PriceTable, quick_input_tokens
 
 
 class BudgetExceeded(RlaifError):
@@ -76,12 +76,7 @@ class BudgetedBackend(Backend):
         self.price_per_million = inner.price_per_million
 
     def generate(
-        self,
-        messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int = 0,
+        self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate with the wrapped backend if the budget allows the call."""
         reserved = self.budget.reserve(self.model_id, messages, max_tokens)

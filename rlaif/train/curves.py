@@ -11,6 +11,7 @@ interval. Figures are drawn without pyplot state (the Agg canvas), as in
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
-from rlaif.evaluate.plots import CHANCE, COLORS, _png
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+CHANCE = "#888888"
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
 
 #: runs at least this long get a moving average drawn over the per-step values
 SMOOTH_FROM = 20

@@ -24,148 +24,43 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 from pathlib import Path
-from typing import Literal
 
-from rlaif import __version__, templates
-from rlaif.backends import load_backend, parse_model_spec
+from rlaif import templates
+from rlaif._version import __version__
+from rlaif.backends import check_judge_spec, load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
-from rlaif.budget import Budget, BudgetedBackend
-from rlaif.compare import Judge
-from rlaif.constitution import load_constitution
-from rlaif.cost import PriceTable, RunEstimate, estimate_run, load_price_table, stored_spend
-from rlaif.critique import revise
+from rlaif.compare import Judge, RuleJudge
+from rlaif.constitution import Constitution, load_constitution
 from rlaif.errors import BackendError, RunError
-from rlaif.executor import (
-    EXECUTORS,
+from rlaif.pipeline.budget import Budget, BudgetedBackend
+from rlaif.pipeline.config import RunConfig
+from rlaif.pipeline.estimate import RunEstimate, estimate_run
+from rlaif.pipeline.executor import (
     apply_request_policy,
     compare_pairs,
     ordered_map,
     stage_concurrency,
 )
-from rlaif.generate import Response, sample_responses
-from rlaif.label_signal import no_signal_warning
-from rlaif.outputs import (
+from rlaif.pipeline.outputs import (
     OUTPUT_FILES,
     RUN_JSON,
     OutputWriter,
     preference_record,
     record_prompt,
 )
-from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
-from rlaif.ratelimit import RequestPolicy
-from rlaif.rule_judge import RuleJudge, check_judge_spec
+from rlaif.pipeline.pricing import PriceTable, load_price_table, stored_spend
+from rlaif.pipeline.stages import (
+    RunStats,
+    as_completion,
+    distinct_responses,
+    label_jobs,
+    revise_responses,
+    sample,
+)
+from rlaif.prompts import builtin_prompts_path, file_sha256, load_prompts
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; defaults follow the papers (both orders, soft labels)."""
-
-    out: Path
-    #: prompts file (JSONL, JSON, CSV, text); None for the built-in set
-    prompts: str | None = None
-    policy: str = "smollm2"
-    judge: str = "smollm2"
-    #: constitution file or "default"
-    constitution: str = "default"
-    n_responses: int = 2
-    #: critique-revise rounds per response (0: no revisions, no sft.jsonl records)
-    revision_rounds: int = 1
-    pairs: Literal["all", "best-worst"] = "all"
-    mode: Literal["pairwise", "pointwise"] = "pairwise"
-    cot: bool = False
-    #: pairs with |p - 0.5| below this go to low_margin.jsonl instead of preferences.jsonl
-    min_margin: float = 0.0
-    #: write text prompts and their responses as bare strings (for base models) instead of
-    #: TRL's conversational form (message lists); the store is the same either way
-    text_format: bool = False
-    limit: int | None = None
-    seed: int = 0
-    temperature: float = 0.8
-    #: longest policy response and revision, in tokens
-    max_tokens: int = 128
-    #: dollars per million input / output tokens, for every model of the run (0 when local)
-    price_in: float = 0.0
-    price_out: float = 0.0
-    #: YAML/JSON price file: model string -> {input, output}; models it names override the above
-    price_file: str | None = None
-    #: dollars the run directory may spend in all (earlier invocations' calls included)
-    max_cost: float | None = None
-    #: estimate calls, tokens and dollars, call no model, write nothing
-    dry_run: bool = False
-    #: calls in flight at once to models behind a server (None: 8 when every model of a stage
-    #: is a server; in-process llama.cpp models always take one call at a time). With the ray
-    #: executor: the number of label workers (None: one per CPU of the cluster)
-    concurrency: int | None = None
-    #: where pairs are labelled: "local" (threads in this process) or "ray" (Ray workers)
-    executor: Literal["local", "ray"] = "local"
-    #: requests and tokens per minute to each server (None: no limit)
-    rpm: float | None = None
-    tpm: float | None = None
-    #: seconds to wait for one reply before retrying it, and retries per request
-    timeout: float = 120.0
-    max_retries: int = 8
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if self.n_responses < 1:
-            raise ValueError(f"n_responses must be >= 1, not {self.n_responses}")
-        if self.revision_rounds < 0:
-            raise ValueError(f"revision_rounds must be >= 0, not {self.revision_rounds}")
-        if self.n_responses < 2 and self.revision_rounds == 0:
-            raise ValueError(
-                "nothing to compare: n_responses=1 and revision_rounds=0 form no pair; "
-                "raise one of them"
-            )
-        if not 0.0 <= self.min_margin < 0.5:
-            raise ValueError(f"min_margin must be in [0, 0.5), not {self.min_margin}")
-        if self.pairs not in ("all", "best-worst"):
-            raise ValueError(f"pairs must be 'all' or 'best-worst', not {self.pairs!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, not {self.limit}")
-        if self.price_in < 0 or self.price_out < 0:
-            raise ValueError("prices must be >= 0")
-        if self.max_cost is not None and self.max_cost < 0:
-            raise ValueError(f"max_cost must be >= 0, not {self.max_cost}")
-        if self.max_cost is not None and self.executor == "ray":
-            raise ValueError(
-                "--max-cost is enforced in this process, and --executor ray labels in Ray "
-                "workers; use --executor local with --max-cost"
-            )
-        self._check_execution()
-
-    def _check_execution(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}"
-            )
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {self.concurrency}")
-        servers = [m for m in (self.policy, self.judge) if m.strip().startswith("openai:")]
-        if (self.concurrency or 1) > 1 and self.executor == "local" and not servers:
-            raise ValueError(
-                f"--concurrency {self.concurrency}: {self.policy} and {self.judge} run in this "
-                "process, which takes one llama.cpp call at a time; use --concurrency 1, a model "
-                "behind a server (openai:MODEL@URL), or --executor ray (one model per worker)"
-            )
-        if self.executor == "ray" and is_programmatic(self.judge):
-            raise ValueError(
-                f"--judge {self.judge} runs in this process, not on Ray workers; "
-                "use --executor local"
-            )
-        if self.executor == "ray" and self.max_cost is not None:
-            raise ValueError(
-                "--max-cost is checked in this process, not on Ray workers; "
-                "use --executor local with --max-cost"
-            )
-        RequestPolicy(self.timeout, self.max_retries, self.rpm, self.tpm)  # ValueError if bad
-
-    def request_policy(self) -> RequestPolicy:
-        """Timeout, retries and rate limits of the requests to every server of the run."""
-        return RequestPolicy(self.timeout, self.max_retries, self.rpm, self.tpm)
 
 
 @dataclass
@@ -243,13 +138,7 @@ def _progress(show: bool):
 def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     """Run the main job; returns the run directory and what ``run.json`` says."""
     started = time.time()
-    prompts_path = Path(config.prompts) if config.prompts else builtin_prompts_path()
-    # Everything that can be wrong with the input is found before any model is loaded.
-    prompts = load_prompts(prompts_path, limit=config.limit)
-    constitution = load_constitution(config.constitution)
-    parse_model_spec(config.policy)
-    check_judge_spec(config.judge)
-    prices = load_price_table(config.price_file, config.price_in, config.price_out)
+    prompts_path, prompts, constitution, prices = _inputs(config)
     if config.dry_run:
         estimate = estimate_run(config, prompts, constitution, prices)
         return RunResult(config.out, {"dry_run": True, "estimate": estimate.to_dict()})
@@ -283,14 +172,14 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             )
         )
         timings: dict[str, float] = {}
-        stats = _Stats()
+        stats = RunStats()
         with _progress(show_progress) as progress:
             t = time.time()
             task = progress.add_task("generate", total=len(prompts))
             threads = stage_concurrency(config.concurrency, config.policy)
-            for sampled in ordered_map(lambda p: _sampled(policy, p, config), prompts, threads):
+            for sampled in ordered_map(lambda p: sample(policy, p, config), prompts, threads):
                 stats.count_truncated(
-                    "responses", [r.truncated for r in _distinct_responses(sampled)]
+                    "responses", [r.truncated for r in distinct_responses(sampled)]
                 )
                 progress.advance(task)
             timings["generate"] = time.time() - t
@@ -299,7 +188,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             task = progress.add_task("revise", total=len(prompts) * config.revision_rounds)
             threads = stage_concurrency(config.concurrency, config.policy, config.judge)
             revisions = ordered_map(
-                lambda p: _revisions(policy, judge_backend, constitution, p, config),
+                lambda p: revise_responses(policy, judge_backend, constitution, p, config),
                 prompts,
                 threads,
             )
@@ -312,7 +201,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                             "sft.jsonl",
                             {
                                 "prompt": record_prompt(p, config.text_format),
-                                "completion": _as_completion(p, rev.final, config.text_format),
+                                "completion": as_completion(p, rev.final, config.text_format),
                                 "truncated": rev.truncated,
                                 "prompt_id": p.id,
                                 "principle_id": rev.rounds[-1].critique.principle_id,
@@ -325,7 +214,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
 
             t = time.time()
             task = progress.add_task("label", total=None)
-            jobs = _label_jobs(policy, judge_backend, judge, constitution, prompts, config)
+            jobs = label_jobs(policy, judge_backend, judge, constitution, prompts, config)
             progress.update(task, total=len(jobs))
             prefs = compare_pairs(
                 judge,
@@ -398,13 +287,20 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
 
 def estimate(config: RunConfig) -> RunEstimate:
     """Upper bounds of a run's calls, tokens and dollars; loads no model, writes nothing."""
+    _, prompts, constitution, prices = _inputs(config)
+    return estimate_run(config, prompts, constitution, prices)
+
+
+def _inputs(config: RunConfig) -> tuple[Path, list, Constitution, PriceTable]:
+    """The run's prompts file, prompts, constitution and prices, every model string checked:
+    all that can be wrong with the input is found before any model is loaded."""
     prompts_path = Path(config.prompts) if config.prompts else builtin_prompts_path()
     prompts = load_prompts(prompts_path, limit=config.limit)
     constitution = load_constitution(config.constitution)
     parse_model_spec(config.policy)
-    parse_model_spec(config.judge)
+    check_judge_spec(config.judge)
     prices = load_price_table(config.price_file, config.price_in, config.price_out)
-    return estimate_run(config, prompts, constitution, prices)
+    return prompts_path, prompts, constitution, prices
 
 
 def _budget(config: RunConfig, prices: PriceTable) -> Budget | None:
@@ -449,146 +345,12 @@ def _write_failure(out: Path, error: Exception) -> str:
     )
 
 
-def _as_completion(p: Prompt, text: str, text_format: bool) -> str | list[dict]:
-    return text if text_format and not p.is_chat else [{"role": "assistant", "content": text}]
-
-
-def _sampled(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[Response]:
-    return sample_responses(
-        policy,
-        p.chat(),
-        config.n_responses,
-        seed=config.seed,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-    )
-
-
-def _distinct_responses(sampled: list[Response]) -> list[Response]:
-    """The distinct non-empty responses, each text's first sample kept (and its truncation)."""
-    seen: dict[str, Response] = {}
-    for r in sampled:
-        if r.text and r.text not in seen:
-            seen[r.text] = r
-    return list(seen.values())
-
-
-def _revisions(policy, critic, constitution, p: Prompt, config: RunConfig):
-    if config.revision_rounds == 0:
-        return []
-    return [
-        revise(
-            policy,
-            constitution,
-            p.text,
-            response.text,
-            rounds=config.revision_rounds,
-            seed=config.seed,
-            critic=critic,
-            max_tokens=config.max_tokens,
-            response_truncated=response.truncated,
-        )
-        for response in _distinct_responses(_sampled(policy, p, config))
-    ]
-
-
 def _retries(*backends) -> Counter:
     """Retried requests so far of the distinct server backends among ``backends``."""
     total: Counter = Counter()
     for b in {id(b): b for b in backends}.values():
         total.update(getattr(b, "retries", {}))
     return total
-
-
-def _label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunConfig) -> list:
-    """(prompt, a, b, pair_type, (a truncated, b truncated)) of every pair, in prompt order."""
-    threads = stage_concurrency(config.concurrency, config.policy, config.judge)
-    per_prompt = ordered_map(
-        lambda p: [(p, *pair) for pair in _pairs(policy, critic, judge, constitution, p, config)],
-        prompts,
-        threads,
-    )
-    return [job for jobs in per_prompt for job in jobs]
-
-
-def _pairs(policy, critic, judge: Judge, constitution, p: Prompt, config: RunConfig):
-    """(a, b, pair_type, (a truncated, b truncated)) for every pair of one prompt, re-derived
-    through the store."""
-    responses = _distinct_responses(_sampled(policy, p, config))
-    if config.pairs == "all":
-        for a, b in combinations(responses, 2):
-            yield a.text, b.text, "responses", (a.truncated, b.truncated)
-    elif len(responses) >= 2:
-        principle = constitution.sample(config.seed, "best-worst", p.text)
-        scores = [judge.score(p.text, r.text, principle).p_first for r in responses]
-        readable = [(s, i) for i, s in enumerate(scores) if s is not None]
-        if len(readable) >= 2:
-            best, worst = responses[max(readable)[1]], responses[min(readable)[1]]
-            if best is not worst:
-                yield best.text, worst.text, "responses", (best.truncated, worst.truncated)
-    for rev in _revisions(policy, critic, constitution, p, config):
-        if rev.final != rev.original:
-            yield rev.original, rev.final, "revision", (rev.original_truncated, rev.truncated)
-
-
-class _Stats:
-    """Running summary of the labels of one run."""
-
-    def __init__(self) -> None:
-        self.labels = 0
-        self.unreadable = 0
-        #: labels by who decided them: "ai" (the judge model) or "rule" (a check, a rule judge)
-        self.label_source: Counter = Counter()
-        self.margin_sum = 0.0
-        self.consistent = 0
-        self.consistency_known = 0
-        #: per kind of text ("responses", "revisions"): how many, how many cut at the token
-        #: limit, how many of unknown truncation
-        self.truncated: dict[str, dict[str, int]] = {
-            kind: {"truncated": 0, "total": 0, "unknown": 0} for kind in ("responses", "revisions")
-        }
-        self._labelled: list[dict] = []
-
-    def count_truncated(self, kind: str, flags: list[bool | None]) -> None:
-        """Count generated texts of one kind by their truncation flags (None: unknown)."""
-        counts = self.truncated[kind]
-        for flag in flags:
-            counts["total"] += 1
-            counts["truncated"] += int(flag is True)
-            counts["unknown"] += int(flag is None)
-
-    def add(self, pref, record: dict) -> None:
-        self.labels += 1
-        self.label_source[pref.label_source] += 1
-        if pref.p_a is None:
-            self.unreadable += 1
-            return
-        # only what the no-signal check reads: a large run's texts stay out of memory
-        self._labelled.append(
-            {k: record.get(k) for k in ("p_chosen", "mode", "position_consistent")}
-        )
-        self.margin_sum += abs(pref.p_a - 0.5)
-        if pref.position_consistent is not None:
-            self.consistency_known += 1
-            self.consistent += int(pref.position_consistent)
-
-    def summary(self) -> dict:
-        readable = self.labels - self.unreadable
-        return {
-            "mean_margin": round(self.margin_sum / readable, 6) if readable else None,
-            "position_consistency_rate": (
-                round(self.consistent / self.consistency_known, 6)
-                if self.consistency_known
-                else None
-            ),
-            "unreadable": self.unreadable,
-            "label_source": {k: self.label_source[k] for k in ("rule", "ai")},
-        }
-
-    def warnings(self, min_margin: float) -> list[str]:
-        """One line per problem with the labels as a whole (see rlaif.label_signal)."""
-        warning = no_signal_warning(self._labelled, min_margin)
-        return [warning] if warning else []
 
 
 def _versions() -> dict:

@@ -1,0 +1,24 @@
+"""The main job, ``rlaif run``: prompts in, AI-labelled preference and revision data out.
+
+``config`` says what a run is asked to do; ``job`` runs it top to bottom, handing each
+prompt to the ``stages`` (sample, revise, pair, label) and model calls to ``executor`` (threads
+or Ray); ``outputs`` writes the run directory's files;
+``pricing`` holds the price table and the recorded spend, ``estimate`` the dry run, and
+``budget`` stops a run at ``--max-cost``; ``agent`` is the same work for one prompt, in Python.
+
+``RunConfig`` and ``run`` are imported on first use, so that reading a run's files stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"RunConfig": "rlaif.pipeline.config", "run": "rlaif.pipeline.job"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rlaif.pipeline' has no attribute {name!r}")

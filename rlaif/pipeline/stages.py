@@ -1,0 +1,162 @@
+"""The stages of the main job for one prompt: sample, revise, pair, label; and the labels' tally.
+
+Each stage re-derives what the stage before it made through the run store, so a stage can
+start from any prompt of a killed run without holding the run in memory.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from itertools import combinations
+
+from rlaif.backends.cached import CachedBackend
+from rlaif.compare import Judge
+from rlaif.critique import revise
+from rlaif.pipeline.config import RunConfig
+from rlaif.pipeline.executor import (
+    ordered_map,
+    stage_concurrency,
+)
+from rlaif.prompts import Prompt
+from rlaif.stats import no_signal_warning
+from rlaif.synth import Response, sample_responses
+
+
+def as_completion(p: Prompt, text: str, text_format: bool) -> str | list[dict]:
+    """A response as TRL reads it: plain text for a text prompt in text format, else a turn."""
+    return text if text_format and not p.is_chat else [{"role": "assistant", "content": text}]
+
+
+def sample(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[Response]:
+    """Stage 1, generate: the policy's sampled responses to one prompt (through the store)."""
+    return sample_responses(
+        policy,
+        p.chat(),
+        config.n_responses,
+        seed=config.seed,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+    )
+
+
+def distinct_responses(sampled: list[Response]) -> list[Response]:
+    """The distinct non-empty responses, each text's first sample kept (and its truncation)."""
+    seen: dict[str, Response] = {}
+    for r in sampled:
+        if r.text and r.text not in seen:
+            seen[r.text] = r
+    return list(seen.values())
+
+
+def revise_responses(policy, critic, constitution, p: Prompt, config: RunConfig) -> list:
+    """Stage 2, revise: the critique-revise rounds of each distinct response of one prompt."""
+    if config.revision_rounds == 0:
+        return []
+    return [
+        revise(
+            policy,
+            constitution,
+            p.text,
+            response.text,
+            rounds=config.revision_rounds,
+            seed=config.seed,
+            critic=critic,
+            max_tokens=config.max_tokens,
+            response_truncated=response.truncated,
+        )
+        for response in distinct_responses(sample(policy, p, config))
+    ]
+
+
+def label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunConfig) -> list:
+    """(prompt, a, b, pair_type, (a truncated, b truncated)) of every pair, in prompt order."""
+    threads = stage_concurrency(config.concurrency, config.policy, config.judge)
+    per_prompt = ordered_map(
+        lambda p: [(p, *pair) for pair in pairs(policy, critic, judge, constitution, p, config)],
+        prompts,
+        threads,
+    )
+    return [job for jobs in per_prompt for job in jobs]
+
+
+def pairs(policy, critic, judge: Judge, constitution, p: Prompt, config: RunConfig) -> Iterator:
+    """(a, b, pair_type, (a truncated, b truncated)) for every pair of one prompt, re-derived
+    through the store."""
+    responses = distinct_responses(sample(policy, p, config))
+    if config.pairs == "all":
+        for a, b in combinations(responses, 2):
+            yield a.text, b.text, "responses", (a.truncated, b.truncated)
+    elif len(responses) >= 2:
+        principle = constitution.sample(config.seed, "best-worst", p.text)
+        scores = [judge.score(p.text, r.text, principle).p_first for r in responses]
+        readable = [(s, i) for i, s in enumerate(scores) if s is not None]
+        if len(readable) >= 2:
+            best, worst = responses[max(readable)[1]], responses[min(readable)[1]]
+            if best is not worst:
+                yield best.text, worst.text, "responses", (best.truncated, worst.truncated)
+    for rev in revise_responses(policy, critic, constitution, p, config):
+        if rev.final != rev.original:
+            yield rev.original, rev.final, "revision", (rev.original_truncated, rev.truncated)
+
+
+class RunStats:
+    """Running summary of the labels of one run."""
+
+    def __init__(self) -> None:
+        self.labels = 0
+        self.unreadable = 0
+        #: labels by who decided them: "ai" (the judge model) or "rule" (a check, a rule judge)
+        self.label_source: Counter = Counter()
+        self.margin_sum = 0.0
+        self.consistent = 0
+        self.consistency_known = 0
+        #: per kind of text ("responses", "revisions"): how many, how many cut at the token
+        #: limit, how many of unknown truncation
+        self.truncated: dict[str, dict[str, int]] = {
+            kind: {"truncated": 0, "total": 0, "unknown": 0} for kind in ("responses", "revisions")
+        }
+        self._labelled: list[dict] = []
+
+    def count_truncated(self, kind: str, flags: list[bool | None]) -> None:
+        """Count generated texts of one kind by their truncation flags (None: unknown)."""
+        counts = self.truncated[kind]
+        for flag in flags:
+            counts["total"] += 1
+            counts["truncated"] += int(flag is True)
+            counts["unknown"] += int(flag is None)
+
+    def add(self, pref, record: dict) -> None:
+        """Count one label (``pref``) and keep what the no-signal check reads of its record."""
+        self.labels += 1
+        self.label_source[pref.label_source] += 1
+        if pref.p_a is None:
+            self.unreadable += 1
+            return
+        # only what the no-signal check reads: a large run's texts stay out of memory
+        self._labelled.append(
+            {k: record.get(k) for k in ("p_chosen", "mode", "position_consistent")}
+        )
+        self.margin_sum += abs(pref.p_a - 0.5)
+        if pref.position_consistent is not None:
+            self.consistency_known += 1
+            self.consistent += int(pref.position_consistent)
+
+    def summary(self) -> dict:
+        """The labels' figures for run.json: mean margin, position consistency, sources."""
+        readable = self.labels - self.unreadable
+        return {
+            "mean_margin": round(self.margin_sum / readable, 6) if readable else None,
+            "position_consistency_rate": (
+                round(self.consistent / self.consistency_known, 6)
+                if self.consistency_known
+                else None
+            ),
+            "unreadable": self.unreadable,
+            "label_source": {k: self.label_source[k] for k in ("rule", "ai")},
+        }
+
+    def warnings(self, min_margin: float) -> list[str]:
+        """One line per problem with the labels as a whole (see rlaif.stats)."""
+        warning = no_signal_warning(self._labelled, min_margin)
+        return [warning] if warning else []
