@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.doctor import build_record, parse_system_info
+from rlaif.cli.doctor import build_record, parse_system_info
 
 RLAIF = shutil.which("rlaif", path=os.path.dirname(sys.executable))
 X86 = platform.machine() in ("x86_64", "AMD64", "amd64")

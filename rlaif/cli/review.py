@@ -1,13 +1,12 @@
-"""``rlaif review`` and ``rlaif export``: parse, call ``rlaif.review``, print."""
+"""``rlaif review`` and ``rlaif export``: review a run's AI labels by hand, export the result."""
 
 from __future__ import annotations
 
 import getpass
 
 import click
-from rich.console import Console
 
-console = Console(stderr=True)
+from rlaif.cli import options as opt
 
 
 def _default_reviewer() -> str:
@@ -88,7 +87,7 @@ def review(run_dir, port, host, allow_remote, reviewer, blind, no_browser):
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", required=True, help="Preference file (JSONL) to write.")
+@opt.out("Preference file (JSONL) to write.")
 @click.option(
     "--include-low-margin",
     is_flag=True,

@@ -1,9 +1,4 @@
-"""`rlaif doctor`: is this installation able to run the main job on this machine?
-
-Everything that touches llama.cpp runs in a child process: a library compiled for instructions
-the CPU traps (AVX-512 or AMX on some virtual machines) kills the process that loads it with
-SIGILL, and a dead child is a message where a dead parent would be a bare "Illegal instruction".
-"""
+"""``rlaif doctor`` and its checks: can this installation run the main job on this machine?"""
 
 from __future__ import annotations
 
@@ -13,8 +8,9 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
+
+import click
 
 #: what reinstalls llama.cpp for a portable CPU baseline (see scripts/install-llama.sh)
 FIX_COMMAND = "make llama   (in the rlaif checkout: rebuilds llama-cpp-python for a portable CPU)"
@@ -70,7 +66,10 @@ SHOWN_CPU_FLAGS = (
 )
 
 # The child: report llama.cpp's compile-time features, then one forward pass of the embedded
-# model through rlaif's own backend, printing one JSON line after each step.
+# model through rlaif's own backend, printing one JSON line after each step. Everything that
+# touches llama.cpp runs in a child: a library compiled for instructions the CPU traps (AVX-512
+# or AMX on some virtual machines) kills the process that loads it with SIGILL, and a dead
+# child is a message where a dead parent would be a bare "Illegal instruction".
 _PROBE = r"""
 import json, sys, time
 import llama_cpp
@@ -108,6 +107,8 @@ class Report:
 
 def package_versions() -> dict[str, str | None]:
     """Installed version of each package in :data:`PACKAGES` (None when not installed)."""
+    from importlib import metadata  # here: its import would slow down every `rlaif` command
+
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -246,3 +247,44 @@ def diagnose() -> Report:
             f"({forward['logprobs']}): the logits are not being read. Fix: {FIX_COMMAND}"
         )
     return report
+
+
+@click.command()
+def doctor() -> None:
+    """Check that this installation can run the main job on this machine.
+
+    Prints package versions, the SIMD features llama.cpp was compiled with next to those the
+    CPU reports, and runs one forward pass of the embedded model in a child process, so that a
+    crash (e.g. SIGILL from an instruction the CPU traps) becomes a message with the command
+    that fixes it. Exits 1 when something the main job needs is broken.
+    """
+    click.echo("rlaif doctor: checking this installation (one forward pass; a few seconds)")
+    report = diagnose()
+    click.echo(f"python            {sys.version.split()[0]} ({sys.executable})")
+    click.echo(f"machine           {report.machine}")
+    for name, version in report.versions.items():
+        click.echo(f"{name:<17} {version or 'not installed'}")
+    kind = report.build.get("kind", "unknown (not installed by scripts/install-llama.sh)")
+    args = report.build.get("cmake_args", "").split()
+    on = [a.removeprefix("-DGGML_").removesuffix("=ON") for a in args if a.endswith("=ON")]
+    native = "-DGGML_NATIVE=ON" in args
+    detail = "-march=native" if native else ("with " + " ".join(on) if on else "")
+    click.echo(f"llama.cpp build   {kind}" + (f" ({detail})" if detail else ""))
+    if report.compiled:
+        on = [name for name, value in report.compiled.items() if value]
+        click.echo(f"compiled with     {' '.join(on) or '(none)'}")
+    flags = [f for f in SHOWN_CPU_FLAGS if f in report.cpu_flags]
+    click.echo(f"CPU reports       {' '.join(flags) or '(unknown)'}")
+    if report.forward:
+        lp = report.forward["logprobs"]
+        click.echo(
+            f"forward pass      ok: {report.forward['tokens']} tokens in "
+            f"{report.forward['seconds']:.1f} s, log p(A) {lp['A']:.3f}, log p(B) {lp['B']:.3f}"
+        )
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(f"PROBLEM: {problem}", err=True)
+        sys.exit(1)
+    click.echo("doctor: ok, the main job can run here")

@@ -1,0 +1,5 @@
+"""The ``rlaif`` command line: options parsed, the library called, its results printed."""
+
+from rlaif.cli.main import main
+
+__all__ = ["main"]

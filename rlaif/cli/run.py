@@ -1,0 +1,222 @@
+"""``rlaif run``, the main job, with its summary table and its dry-run estimate."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from rlaif.cli import options as opt
+
+RUN = opt.Settings("rlaif.pipeline", "RunConfig")
+
+
+@click.command()
+@RUN.option(
+    "prompts",
+    help="Prompts file (.jsonl, .json, .csv, .txt); default: the built-in set of 32 prompts.",
+)
+@opt.model("--policy", RUN, prefix="Model that answers. ")
+@opt.model("--judge", RUN, prefix="Model that judges. ", rules=True)
+@opt.constitution(RUN)
+@opt.out(
+    "Run directory (default: a new folder under runs/). Rerun with the same --out to resume.",
+    required=False,
+)
+@opt.n_responses(RUN, "Responses sampled per prompt.")
+@opt.revisions(RUN, "0: none")
+@RUN.option(
+    "pairs",
+    type=click.Choice(["all", "best-worst"]),
+    help="all: every pair of responses; best-worst: score each "
+    "response pointwise and compare only the best with the worst.",
+)
+@RUN.option("mode", type=opt.MODES, help="How the judge labels a pair.")
+@click.option("--cot", is_flag=True, help="Judge with chain of thought before the verdict.")
+@RUN.option(
+    "min_margin", type=opt.MARGIN, help="Pairs with |p - 0.5| below this go to low_margin.jsonl."
+)
+@click.option(
+    "--text-format",
+    is_flag=True,
+    help="Write text prompts and their responses as bare strings (for base models without a "
+    "chat template). Default: TRL's conversational form, so training applies the chat template.",
+)
+@opt.limit(RUN)
+@opt.seed(RUN, help="Seed of sampling and principle draws.")
+@RUN.option("temperature", type=float, help="Policy sampling temperature.")
+@RUN.option(
+    "max_tokens", type=opt.AT_LEAST_1, help="Longest policy response or revision, in tokens."
+)
+@RUN.option(
+    "price_in", type=opt.NOT_NEGATIVE, help="Dollars per million input tokens (0 for local models)."
+)
+@RUN.option("price_out", type=opt.NOT_NEGATIVE, help="Dollars per million output tokens.")
+@RUN.option(
+    "price_file",
+    help="YAML/JSON: model string (or bare openai model name) -> {input: N, output: N}, "
+    "dollars per million tokens; overrides --price-in/--price-out for the models it names.",
+)
+@RUN.option(
+    "max_cost",
+    type=opt.NOT_NEGATIVE,
+    help="Dollars the run may spend in all; it stops cleanly before a call could pass this, "
+    "and the same command with a higher --max-cost continues.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Estimate calls, tokens and dollars (upper bounds) without calling any model.",
+)
+@RUN.option(
+    "concurrency",
+    type=opt.AT_LEAST_1,
+    help="Calls in flight at once to models behind a server [default: 8 when every model of a "
+    "stage is an openai: server]. In-process llama.cpp models take one call at a time. With "
+    "--executor ray: the number of label workers [default: one per CPU of the cluster].",
+)
+@RUN.option(
+    "executor",
+    type=click.Choice(["local", "ray"]),
+    help="Where pairs are labelled: threads in this process, or Ray workers, each with its own "
+    "judge (RAY_ADDRESS names a cluster; otherwise a local one starts; needs rlaif[ray]).",
+)
+@RUN.option("rpm", type=opt.ABOVE_0, help="Requests per minute to each server (default: no limit).")
+@RUN.option(
+    "tpm",
+    type=opt.ABOVE_0,
+    help="Tokens (prompt + completion) per minute to each server (default: no limit).",
+)
+@RUN.option(
+    "timeout",
+    type=opt.ABOVE_0,
+    help="Seconds to wait for a server's reply before retrying the request.",
+)
+@RUN.option(
+    "max_retries",
+    type=opt.AT_LEAST_0,
+    help="Retries of a request after 429, 5xx, a timeout, a dropped connection or a damaged "
+    "reply (exponential backoff with jitter; Retry-After honoured). 400/401 stop at once.",
+)
+@opt.quiet()
+def run(quiet, out, **options):
+    """The main job: prompts in, AI-labelled preference and revision data out (resumable)."""
+    import time as _time
+
+    from rlaif.pipeline import run as do_run
+
+    if out is None:
+        out = f"runs/{_time.strftime('%Y%m%d-%H%M%S')}"
+    config = opt.settings_from(RUN, out=out, **options)
+    result = do_run(config, show_progress=not quiet)
+    if config.dry_run:
+        _print_estimate(result.out, result.info["estimate"])
+        return
+    _print_run_summary(result.out, result.info)
+
+
+def _print_run_summary(out, info: dict) -> None:
+    from rich.table import Table
+
+    from rlaif.generate import truncation_summary
+
+    stats = info["stats"]
+    counts = info["counts"]
+    table = Table(title=f"rlaif run: {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    cost = info.get("cost_per_label")
+    rows = [
+        ("prompts", counts["prompts"]),
+        ("pairs labelled", info["labels"]),
+        (
+            "preferences / low margin / unreadable",
+            f"{counts['preferences']} / {counts['low_margin']} / {counts['unreadable']}",
+        ),
+        ("sft records (revisions)", counts["sft"]),
+        ("cut off at --max-tokens", truncation_summary(info.get("truncated"))),
+        ("mean |p - 0.5|", "-" if stats["mean_margin"] is None else f"{stats['mean_margin']:.3f}"),
+        ("decided by rule / AI", _source_summary(stats.get("label_source"))),
+        (
+            "position consistency",  # None: never asked in both orders (pointwise, one order)
+            "n/a"
+            if stats["position_consistency_rate"] is None
+            else pct(stats["position_consistency_rate"]),
+        ),
+        ("model calls / from store", f"{info['model_calls']} / {info['cached_calls']}"),
+        ("retried requests", _retry_summary(info.get("requests", {}).get("retries"))),
+        ("tokens", f"{info['tokens']['total']:,}"),
+        ("cost per label", "-" if cost is None else f"${cost:.6f}"),
+        ("cost", _cost_summary(info)),
+        ("time", f"{info['timings_s']['total']:.1f} s"),
+        ("files", f"{out}/preferences.jsonl, sft.jsonl, run.json"),
+    ]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    Console().print(table)
+    for warning in info.get("warnings") or []:
+        click.echo(f"warning: {warning}")
+
+
+def _source_summary(sources: dict | None) -> str:
+    """Labels decided by a rule (a principle's check, a rule judge) and by the AI judge."""
+    if not sources:
+        return "-"
+    return f"{sources.get('rule', 0)} / {sources.get('ai', 0)}"
+
+
+def _retry_summary(retries: dict | None) -> str:
+    if not retries:
+        return "0"
+    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(retries.items()))
+    return f"{sum(retries.values())} ({detail})"
+
+
+def _cost_summary(info: dict) -> str:
+    budget = info.get("budget")
+    text = f"${info.get('cost', 0.0):.6f}"
+    if budget:
+        spent, cap = budget["spent_in_all"], budget["max_cost"]
+        text += f" (spent in all ${spent:.6f} of --max-cost ${cap:g})"
+    return text
+
+
+def _print_estimate(out, est: dict) -> None:
+    from rich.table import Table
+
+    click.echo(f"dry run for {out}: upper bounds; no model called, nothing written")
+    table = Table()
+    for name in ("stage", "model", "calls", "input tokens", "output tokens", "dollars"):
+        table.add_column(name, justify="left" if name in ("stage", "model") else "right")
+    for s in est["stages"]:
+        table.add_row(
+            s["stage"],
+            s["model"],
+            f"{s['calls']:,}",
+            f"{s['input_tokens']:,}",
+            f"{s['output_tokens']:,}",
+            f"${s['cost']:.4f}",
+        )
+    table.add_row(
+        "total",
+        "",
+        f"{est['calls']:,}",
+        f"{est['input_tokens']:,}",
+        f"{est['output_tokens']:,}",
+        f"${est['cost']:.4f}",
+    )
+    Console().print(table)
+    for model, how in est["tokenizers"].items():
+        click.echo(f"tokens of {model} counted with {how}")
+    if est["stored_calls"]:
+        click.echo(
+            f"{out}/store.sqlite already holds {est['stored_calls']} calls "
+            f"(${est['stored_cost']:.4f}); they are answered free on resume"
+        )
+    click.echo(
+        f"estimate: at most {est['calls']} calls, {est['input_tokens']} input tokens, "
+        f"{est['output_tokens']} output tokens, ${est['cost']:.6f}"
+    )
