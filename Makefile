@@ -61,6 +61,7 @@ doctor: $(CORE)
 test: $(FULL)
 	$(BIN)/ruff check rlaif tests benchmarks
 	$(BIN)/ruff format --check rlaif tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 format: $(FULL)

@@ -91,6 +91,14 @@ class Preference:
     score_a: float | None = None
     score_b: float | None = None
 
+    @classmethod
+    def unordered(cls, p_a: float | None, **fields: object) -> Preference:
+        """A preference asked of each response alone, or of a rule: nothing was shown in an
+        order, so the order figures and ``position_consistent`` are None (not measured)."""
+        return cls(
+            p_a=p_a, p_a_order_ab=None, p_a_order_ba=None, position_consistent=None, **fields
+        )
+
     @property
     def readable(self) -> bool:
         """Whether the judge's replies could be read (``p_a`` is a number)."""
@@ -301,11 +309,8 @@ class Judge:
         if sa.p_first is not None and sb.p_first is not None:
             p_a = _sigmoid(_logit(sa.p_first) - _logit(sb.p_first))
         # Each response is asked alone: no order was shown, so no order figure was measured.
-        return Preference(
-            p_a=p_a,
-            p_a_order_ab=None,
-            p_a_order_ba=None,
-            position_consistent=None,
+        return Preference.unordered(
+            p_a,
             principle_id=principle.id,
             constitution_hash=self.constitution.hash,
             judge=self.backend.model_id,
@@ -365,11 +370,8 @@ class RuleJudge:
     ) -> Preference:
         """The function's preference between ``a`` and ``b``; ``principle`` is ignored."""
         sa, sb = score_pair(self.function, prompt, a, b)
-        return Preference(
-            p_a=soft_label(sa, sb, self.temperature),
-            p_a_order_ab=None,
-            p_a_order_ba=None,
-            position_consistent=None,
+        return Preference.unordered(
+            soft_label(sa, sb, self.temperature),
             principle_id="",
             constitution_hash="",
             judge=self.spec,
@@ -399,11 +401,8 @@ def check_preference(
     sa, sb = score_pair(check, prompt, a, b)
     if sa == sb:
         return None
-    return Preference(
-        p_a=1.0 if sa > sb else 0.0,
-        p_a_order_ab=None,
-        p_a_order_ba=None,
-        position_consistent=None,
+    return Preference.unordered(
+        1.0 if sa > sb else 0.0,
         principle_id=principle.id,
         constitution_hash=constitution.hash,
         judge=check.spec,

@@ -40,9 +40,8 @@ def _emit(obj: dict) -> None:
 def compare(judge, prompt, a, b, mode, one_order, cot, clamp, constitution, seed, as_json):
     """Which of two responses is better: p(A better) from the judge's token probabilities."""
     from rlaif.backends import load_backend
-    from rlaif.compare import CAI_CLAMP, Judge
+    from rlaif.compare import CAI_CLAMP, Judge, RuleJudge
     from rlaif.constitution import load_constitution
-    from rlaif.rule_judge import RuleJudge
     from rlaif.rules import is_programmatic
 
     if is_programmatic(judge):  # a scoring function: sigmoid of the score difference
@@ -146,7 +145,7 @@ def revise(model, critic, prompt, response, rounds, constitution, seed, as_json)
 def generate(model, prompt, n, seed, temperature, max_tokens, as_json):
     """Sample n responses from a policy model."""
     from rlaif.backends import load_backend
-    from rlaif.generate import generate as do_generate
+    from rlaif.synth import generate as do_generate
 
     texts = do_generate(
         load_backend(model), prompt, n, seed=seed, temperature=temperature, max_tokens=max_tokens

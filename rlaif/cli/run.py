@@ -7,7 +7,7 @@ from rich.console import Console
 
 from rlaif.cli import options as opt
 
-RUN = opt.Settings("rlaif.pipeline", "RunConfig")
+RUN = opt.Settings("rlaif.pipeline.config", "RunConfig")
 
 
 @click.command()
@@ -102,7 +102,7 @@ def run(quiet, out, **options):
     """The main job: prompts in, AI-labelled preference and revision data out (resumable)."""
     import time as _time
 
-    from rlaif.pipeline import run as do_run
+    from rlaif.pipeline.job import run as do_run
 
     if out is None:
         out = f"runs/{_time.strftime('%Y%m%d-%H%M%S')}"
@@ -117,7 +117,7 @@ def run(quiet, out, **options):
 def _print_run_summary(out, info: dict) -> None:
     from rich.table import Table
 
-    from rlaif.generate import truncation_summary
+    from rlaif.synth import truncation_summary
 
     stats = info["stats"]
     counts = info["counts"]

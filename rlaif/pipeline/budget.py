@@ -86,12 +86,7 @@ class BudgetedBackend(Backend):
                 messages, max_tokens=max_tokens, temperature=temperature, seed=seed
             )
         finally:
-            used = (
-                _usage(messages, gen.prompt_tokens, gen.completion_tokens, gen.text)
-                if gen
-                else (0, 0)
-            )
-            self.budget.settle(reserved, self.model_id, *used)
+            used = self._settle(reserved, messages, gen)
         # the stored result carries what was charged, so a resumed run counts it again
         return replace(gen, prompt_tokens=used[0], completion_tokens=used[1])
 
@@ -102,12 +97,7 @@ class BudgetedBackend(Backend):
         try:
             scores = self.inner.choice_logprobs(messages, choices)
         finally:
-            used = (
-                _usage(messages, scores.prompt_tokens, scores.completion_tokens, scores.text)
-                if scores
-                else (0, 0)
-            )
-            self.budget.settle(reserved, self.model_id, *used)
+            used = self._settle(reserved, messages, scores)
         return replace(scores, prompt_tokens=used[0], completion_tokens=used[1])
 
     def close(self) -> None:
@@ -122,3 +112,13 @@ def _usage(messages: Messages, prompt_tokens: int, completion_tokens: int, text:
     if completion_tokens == 0 and text:
         completion_tokens = quick_input_tokens([{"content": text}])
     return prompt_tokens, completion_tokens
+
+    def _settle(self, reserved, messages: Messages, result) -> tuple[int, int]:
+        """Charge a finished (or failed: ``result`` None) call; the tokens it used."""
+        used = (
+            _usage(messages, result.prompt_tokens, result.completion_tokens, result.text)
+            if result
+            else (0, 0)
+        )
+        self.budget.settle(reserved, self.model_id, *used)
+        return used
