@@ -59,14 +59,14 @@ doctor: $(CORE)
 
 ## Lint, format check, then the whole test suite.
 test: $(FULL)
-	$(BIN)/ruff check rlaif tests benchmarks
-	$(BIN)/ruff format --check rlaif tests benchmarks
+	$(BIN)/ruff check rlaif tests benchmarks scripts
+	$(BIN)/ruff format --check rlaif tests benchmarks scripts
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 format: $(FULL)
-	$(BIN)/ruff format rlaif tests benchmarks
-	$(BIN)/ruff check --fix rlaif tests benchmarks
+	$(BIN)/ruff format rlaif tests benchmarks scripts
+	$(BIN)/ruff check --fix rlaif tests benchmarks scripts
 
 bench: $(FULL)
 	$(BIN)/python benchmarks/compare_throughput.py
