@@ -30,7 +30,7 @@ def test_a_field_option_passes_its_field_and_parses_to_the_fields_type():
 
 
 SETTINGS_MODULES = (
-    "rlaif.pipeline",
+    "rlaif.pipeline.config",
     "rlaif.loop",
     "rlaif.train.dpo",
     "rlaif.train.reward",
