@@ -104,15 +104,6 @@ class BudgetedBackend(Backend):
         """Close the wrapped backend."""
         self.inner.close()
 
-
-def _usage(messages: Messages, prompt_tokens: int, completion_tokens: int, text: str):
-    """A call's tokens; a server that reported no usage is charged the quick over-count."""
-    if prompt_tokens == 0:
-        prompt_tokens = quick_input_tokens(messages)
-    if completion_tokens == 0 and text:
-        completion_tokens = quick_input_tokens([{"content": text}])
-    return prompt_tokens, completion_tokens
-
     def _settle(self, reserved, messages: Messages, result) -> tuple[int, int]:
         """Charge a finished (or failed: ``result`` None) call; the tokens it used."""
         used = (
@@ -122,3 +113,12 @@ def _usage(messages: Messages, prompt_tokens: int, completion_tokens: int, text:
         )
         self.budget.settle(reserved, self.model_id, *used)
         return used
+
+
+def _usage(messages: Messages, prompt_tokens: int, completion_tokens: int, text: str):
+    """A call's tokens; a server that reported no usage is charged the quick over-count."""
+    if prompt_tokens == 0:
+        prompt_tokens = quick_input_tokens(messages)
+    if completion_tokens == 0 and text:
+        completion_tokens = quick_input_tokens([{"content": text}])
+    return prompt_tokens, completion_tokens
