@@ -332,6 +332,7 @@ def bootstrap_mean_ci(
     return [float(low), float(high)]
 
 
+# -- a proportion's interval -----------------------------------------------------------------
 Z95 = 1.959964
 
 

@@ -193,12 +193,20 @@ def sample_responses(
 
 
 def generate(
-    backend: Backend, prompt: str | list[dict], n: int = 1, **sampling: float
+    backend: Backend,
+    prompt: str | list[dict],
+    n: int = 1,
+    *,
+    seed: int = 0,
+    temperature: float = 0.8,
+    max_tokens: int = 256,
 ) -> list[str]:
-    """The texts of :func:`sample_responses` (same arguments: ``seed``, ``temperature``,
-    ``max_tokens``): ``n`` sampled responses of a policy to one prompt (text or chat messages).
-    """
-    return [r.text for r in sample_responses(backend, prompt, n, **sampling)]
+    """``n`` sampled responses of a policy to one prompt (text or chat messages): the texts of
+    :func:`sample_responses`. Response i uses seed ``seed + i``."""
+    sampled = sample_responses(
+        backend, prompt, n, seed=seed, temperature=temperature, max_tokens=max_tokens
+    )
+    return [r.text for r in sampled]
 
 
 def truncation_summary(counts: dict | None) -> str:

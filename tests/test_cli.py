@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rlaif.cli.main import cli
+from rlaif.cli.app import cli
 from rlaif.compare import Judge
 
 RLAIF = shutil.which("rlaif", path=os.path.dirname(sys.executable))

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rlaif.cli.main import cli
+from rlaif.cli.app import cli
 from rlaif.cli.options import FieldOption
 
 
@@ -41,6 +41,6 @@ SETTINGS_MODULES = (
 
 
 def test_listing_the_commands_imports_no_settings_module():
-    code = f"import sys, rlaif.cli.main; print([m for m in {SETTINGS_MODULES} if m in sys.modules])"
+    code = f"import sys, rlaif.cli.app; print([m for m in {SETTINGS_MODULES} if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from pathlib import Path
 from rlaif import templates
 from rlaif.compare import Judge
 from rlaif.constitution import load_constitution
-from rlaif.pipeline.estimate import TokenCounter
+from rlaif.pipeline.dry_run import TokenCounter
 
 ATTEMPTS = json.loads((Path(__file__).parent / "data" / "injection_attempts.json").read_text())
 #: a marker as the templates write it, the way a model would read one (any case or spacing)

@@ -26,7 +26,7 @@ def cache_dir() -> Path:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "rlaif"
 
 
-def _train_imports():
+def train_imports():
     """transformers and torch, or a one-line hint to install the training extra."""
     try:
         import torch
@@ -73,7 +73,7 @@ def convert_embedded(dest: Path | None = None) -> Path:
     dest = dest or cache_dir() / EMBEDDED_CHECKPOINT
     if is_checkpoint(dest):
         return dest
-    torch, transformers = _train_imports()
+    torch, transformers = train_imports()
     gguf = embedded_model_path()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -124,7 +124,7 @@ def resolve_checkpoint(spec: str) -> Path:
 
 def load_tokenizer(path: Path):
     """The checkpoint's tokenizer, with a pad token (the EOS token when it has none)."""
-    _, transformers = _train_imports()
+    _, transformers = train_imports()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -1,5 +1,6 @@
-"""The ``rlaif`` command line: options parsed, the library called, its results printed."""
+"""The ``rlaif`` command line: ``app`` holds the group and the entry point, one module a command
+group, ``options`` the options they share."""
 
-from rlaif.cli.main import main
+from rlaif.cli.app import cli, main
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from rlaif.train.curves import CHANCE, COLORS, _png  # noqa: F401
+from rlaif.train.curves import CHANCE, COLORS, png_bytes
 
 
 def _err(values: Sequence[float | None], cis: Sequence[list[float] | None]) -> np.ndarray:
@@ -76,7 +76,7 @@ def interval_bars(
     ax.set_title(title)
     if reference is not None or extra_line is not None or shown:
         ax.legend(loc="lower right", fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
@@ -127,7 +127,7 @@ def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
     ax.set_ylabel("share of pairs / orders")
     ax.set_title("Position bias (a judge without it: first slot 50%, consistency high)")
     ax.legend(fontsize=7, loc="upper center", ncol=3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def reliability(names: Sequence[str], curves: Sequence[list[dict]]) -> bytes:
@@ -154,7 +154,7 @@ def reliability(names: Sequence[str], curves: Sequence[list[dict]]) -> bytes:
     fig.supxlabel("judge's p(A better), bin mean", fontsize=9)
     fig.supylabel("share where humans preferred A", fontsize=9)
     fig.suptitle("Reliability (dashed: perfect calibration)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def histograms(
@@ -176,7 +176,7 @@ def histograms(
     ax.set_title(title)
     if series:
         ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def stacked_bars(
@@ -198,7 +198,7 @@ def stacked_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", ncol=len(parts))
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def order_scatter(first: Sequence[float], second: Sequence[float], *, title: str) -> bytes:
@@ -216,7 +216,7 @@ def order_scatter(first: Sequence[float], second: Sequence[float], *, title: str
     ax.set_ylabel("p(chosen better), chosen shown first")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def count_bars(counts: dict[str, int], *, title: str, ylabel: str = "pairs") -> bytes:
@@ -231,4 +231,4 @@ def count_bars(counts: dict[str, int], *, title: str, ylabel: str = "pairs") -> 
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _png(fig)
+    return png_bytes(fig)

@@ -3,17 +3,25 @@
 ``config`` says what a run is asked to do; ``job`` runs it top to bottom, handing each
 prompt to the ``stages`` (sample, revise, pair, label) and model calls to ``executor`` (threads
 or Ray); ``outputs`` writes the run directory's files;
-``pricing`` holds the price table and the recorded spend, ``estimate`` the dry run, and
+``pricing`` holds the price table and the recorded spend, ``dry_run`` the estimate before a run, and
 ``budget`` stops a run at ``--max-cost``; ``agent`` is the same work for one prompt, in Python.
 
-``RunConfig`` and ``run`` are imported on first use, so that reading a run's files stays quick.
+``RunConfig``, ``run``, ``estimate`` and the rest of the main job's API are imported on first
+use, so that reading a run's files stays quick.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"RunConfig": "rlaif.pipeline.config", "run": "rlaif.pipeline.job"}
+_EXPORTS = {
+    "RunConfig": "rlaif.pipeline.config",
+    "RunResult": "rlaif.pipeline.job",
+    "run": "rlaif.pipeline.job",
+    "estimate": "rlaif.pipeline.job",
+    "open_run_dir": "rlaif.pipeline.job",
+    "finish_cost_per_label": "rlaif.pipeline.job",
+}
 
 __all__ = sorted(_EXPORTS)
 

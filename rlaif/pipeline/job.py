@@ -35,7 +35,7 @@ from rlaif.constitution import Constitution, load_constitution
 from rlaif.errors import BackendError, RunError
 from rlaif.pipeline.budget import Budget, BudgetedBackend
 from rlaif.pipeline.config import RunConfig
-from rlaif.pipeline.estimate import RunEstimate, estimate_run
+from rlaif.pipeline.dry_run import RunEstimate, estimate_run
 from rlaif.pipeline.executor import (
     apply_request_policy,
     compare_pairs,
@@ -46,13 +46,13 @@ from rlaif.pipeline.outputs import (
     OUTPUT_FILES,
     RUN_JSON,
     OutputWriter,
+    completion,
     preference_record,
     record_prompt,
 )
 from rlaif.pipeline.pricing import PriceTable, load_price_table, stored_spend
 from rlaif.pipeline.stages import (
     RunStats,
-    as_completion,
     distinct_responses,
     label_jobs,
     revise_responses,
@@ -201,7 +201,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                             "sft.jsonl",
                             {
                                 "prompt": record_prompt(p, config.text_format),
-                                "completion": as_completion(p, rev.final, config.text_format),
+                                "completion": completion(p, rev.final, config.text_format),
                                 "truncated": rev.truncated,
                                 "prompt_id": p.id,
                                 "principle_id": rev.rounds[-1].critique.principle_id,

@@ -38,7 +38,7 @@ def record_prompt(prompt: Prompt, text_format: bool = False) -> str | list[dict]
     return prompt.text if text_format and not prompt.is_chat else prompt.chat()
 
 
-def _completion(prompt: Prompt, text: str, text_format: bool = False) -> str | list[dict]:
+def completion(prompt: Prompt, text: str, text_format: bool = False) -> str | list[dict]:
     """A response field: one assistant message, or the bare text with ``text_format``."""
     return text if text_format and not prompt.is_chat else [{"role": "assistant", "content": text}]
 
@@ -79,8 +79,8 @@ def preference_record(
     if pref.p_a is None:
         return "unreadable.jsonl", {
             "prompt": record_prompt(prompt, text_format),
-            "response_a": _completion(prompt, a, text_format),
-            "response_b": _completion(prompt, b, text_format),
+            "response_a": completion(prompt, a, text_format),
+            "response_b": completion(prompt, b, text_format),
             "response_a_truncated": truncated[0],
             "response_b_truncated": truncated[1],
             "p_a_order_ab": pref.p_a_order_ab,
@@ -96,8 +96,8 @@ def preference_record(
 
     record = {
         "prompt": record_prompt(prompt, text_format),
-        "chosen": _completion(prompt, chosen, text_format),
-        "rejected": _completion(prompt, rejected, text_format),
+        "chosen": completion(prompt, chosen, text_format),
+        "rejected": completion(prompt, rejected, text_format),
         "p_chosen": round(flip(pref.p_a), 6),
         # probability that the chosen response is better when it is shown first / second
         "p_chosen_shown_first": _round(flip(pref.p_a_order_ab if a_wins else pref.p_a_order_ba)),

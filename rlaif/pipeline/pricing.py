@@ -148,6 +148,3 @@ def quick_input_tokens(messages: Messages) -> int:
     """A fast over-estimate of a call's input tokens (characters / 3 + role markers)."""
     chars = sum(len(str(m.get("content", ""))) for m in messages)
     return math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS * (len(messages) + 1)
-
-
-# -- the dry run -----------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import combinations
 
+from rlaif.backends.base import Backend
 from rlaif.backends.cached import CachedBackend
-from rlaif.compare import Judge
-from rlaif.critique import revise
+from rlaif.compare import Judge, Preference
+from rlaif.constitution import Constitution
+from rlaif.critique import Revision, revise
 from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.executor import (
     ordered_map,
@@ -21,11 +23,6 @@ from rlaif.pipeline.executor import (
 from rlaif.prompts import Prompt
 from rlaif.stats import no_signal_warning
 from rlaif.synth import Response, sample_responses
-
-
-def as_completion(p: Prompt, text: str, text_format: bool) -> str | list[dict]:
-    """A response as TRL reads it: plain text for a text prompt in text format, else a turn."""
-    return text if text_format and not p.is_chat else [{"role": "assistant", "content": text}]
 
 
 def sample(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[Response]:
@@ -49,7 +46,9 @@ def distinct_responses(sampled: list[Response]) -> list[Response]:
     return list(seen.values())
 
 
-def revise_responses(policy, critic, constitution, p: Prompt, config: RunConfig) -> list:
+def revise_responses(
+    policy: Backend, critic: Backend, constitution: Constitution, p: Prompt, config: RunConfig
+) -> list[Revision]:
     """Stage 2, revise: the critique-revise rounds of each distinct response of one prompt."""
     if config.revision_rounds == 0:
         return []
@@ -69,7 +68,14 @@ def revise_responses(policy, critic, constitution, p: Prompt, config: RunConfig)
     ]
 
 
-def label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunConfig) -> list:
+def label_jobs(
+    policy: Backend,
+    critic: Backend,
+    judge: Judge,
+    constitution: Constitution,
+    prompts: list[Prompt],
+    config: RunConfig,
+) -> list[tuple]:
     """(prompt, a, b, pair_type, (a truncated, b truncated)) of every pair, in prompt order."""
     threads = stage_concurrency(config.concurrency, config.policy, config.judge)
     per_prompt = ordered_map(
@@ -80,7 +86,14 @@ def label_jobs(policy, critic, judge: Judge, constitution, prompts, config: RunC
     return [job for jobs in per_prompt for job in jobs]
 
 
-def pairs(policy, critic, judge: Judge, constitution, p: Prompt, config: RunConfig) -> Iterator:
+def pairs(
+    policy: Backend,
+    critic: Backend,
+    judge: Judge,
+    constitution: Constitution,
+    p: Prompt,
+    config: RunConfig,
+) -> Iterator[tuple[str, str, str, tuple]]:
     """(a, b, pair_type, (a truncated, b truncated)) for every pair of one prompt, re-derived
     through the store."""
     responses = distinct_responses(sample(policy, p, config))
@@ -126,7 +139,7 @@ class RunStats:
             counts["truncated"] += int(flag is True)
             counts["unknown"] += int(flag is None)
 
-    def add(self, pref, record: dict) -> None:
+    def add(self, pref: Preference, record: dict) -> None:
         """Count one label (``pref``) and keep what the no-signal check reads of its record."""
         self.labels += 1
         self.label_source[pref.label_source] += 1

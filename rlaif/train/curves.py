@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
+#: the colours of every figure rlaif draws, and the grey of a chance or reference line
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
 CHANCE = "#888888"
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
@@ -223,7 +223,7 @@ def training_curves_figure(info: dict) -> Figure:
 def training_curves_png(info: dict) -> bytes:
     """PNG of a ``train.json``'s per-step curves: loss, and reward accuracy/margin, reward, KL
     where the trainer logged them (one panel per quantity; see :func:`curve_panels`)."""
-    return _png(training_curves_figure(info))
+    return png_bytes(training_curves_figure(info))
 
 
 def rounds_figure(rounds: list[dict]) -> Figure:
@@ -288,4 +288,4 @@ def rounds_figure(rounds: list[dict]) -> Figure:
 def rounds_png(rounds: list[dict]) -> bytes:
     """PNG of ``loop.json``'s rounds: win rate per round with its 95% interval (and the soft
     win rate), a dashed line at 50% (no change)."""
-    return _png(rounds_figure(rounds))
+    return png_bytes(rounds_figure(rounds))

@@ -73,7 +73,7 @@ def answer_health(texts: Sequence[str], truncated: Sequence[bool] | None = None)
 
 @dataclass
 class Answer:
-    """A greedy answer: its text and whether it was cut at the token limit."""
+    """A generated answer, greedy or sampled: its text and whether it was cut at the token limit."""
 
     text: str
     truncated: bool

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rlaif.backends.checkpoints import _train_imports, load_tokenizer, resolve_checkpoint
+from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint, train_imports
 from rlaif.errors import ModelSpecError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +27,7 @@ def load_model_and_tokenizer(
     With ``lora=True`` the model is wrapped in a peft LoRA adapter (r=16 on the attention and
     MLP projections); save it with :func:`save_policy`, which merges the adapter.
     """
-    torch, transformers = _train_imports()
+    torch, transformers = train_imports()
     path = resolve_checkpoint(spec)
     tokenizer = load_tokenizer(path)
     model = transformers.AutoModelForCausalLM.from_pretrained(
