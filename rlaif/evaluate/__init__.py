@@ -11,24 +11,14 @@ The names below are imported on first use, so that the command line stays quick 
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
-_EXPORTS = {
-    "AgreementConfig": "rlaif.evaluate.agreement",
-    "run_agreement": "rlaif.evaluate.agreement",
-    "GoldPair": "rlaif.evaluate.gold",
-    "GoldSet": "rlaif.evaluate.gold",
-    "load_gold": "rlaif.evaluate.gold",
-    "write_report": "rlaif.evaluate.report",
-    "DEFAULT_STRATEGIES": "rlaif.evaluate.strategies",
-    "STRATEGIES": "rlaif.evaluate.strategies",
-    "StrategyOptions": "rlaif.evaluate.strategies",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rlaif.evaluate' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "agreement": ["AgreementConfig", "run_agreement"],
+        "gold": ["GoldPair", "GoldSet", "load_gold"],
+        "report": ["write_report"],
+        "strategies": ["DEFAULT_STRATEGIES", "STRATEGIES", "StrategyOptions"],
+    },
+)

@@ -27,6 +27,21 @@ def _nz(values: Sequence[float | None]) -> list[float]:
     return [0.0 if v is None else v for v in values]
 
 
+def _marks(ax, points: Sequence[tuple[float, float]], **style) -> None:
+    """Thick line markers at ``(x, y)`` points above the bars (nothing if there are none)."""
+    if points:
+        ax.scatter(
+            [x for x, _ in points],
+            [y for _, y in points],
+            marker=style["marker"],
+            s=style["size"],
+            linewidths=3,
+            color=style["color"],
+            zorder=3,
+            label=style["label"],
+        )
+
+
 def interval_bars(
     names: Sequence[str],
     values: Sequence[float | None],
@@ -58,17 +73,7 @@ def interval_bars(
     if extra_line is not None:
         ax.axvline(extra_line[0], color=COLORS[3], linestyle=":", label=extra_line[1])
     shown = [(v, yi) for v, yi in zip(marks or [], y, strict=False) if v is not None]
-    if shown:
-        ax.scatter(
-            [v for v, _ in shown],
-            [yi for _, yi in shown],
-            marker="|",
-            s=400,
-            linewidths=3,
-            color=COLORS[3],
-            zorder=3,
-            label=marks_label,
-        )
+    _marks(ax, shown, marker="|", size=400, color=COLORS[3], label=marks_label)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -110,17 +115,7 @@ def position_bias(names: Sequence[str], entries: Sequence[dict]) -> bytes:
     ax.axhline(0.5, color=CHANCE, linestyle="--", label="no first-slot preference")
     human_a = [(xi + w, e.get("human_a_rate")) for xi, e in zip(x, entries, strict=True)]
     human_a = [(xi, v) for xi, v in human_a if v is not None]
-    if human_a:
-        ax.scatter(
-            [xi for xi, _ in human_a],
-            [v for _, v in human_a],
-            marker="_",
-            s=250,
-            linewidths=3,
-            color=COLORS[4],
-            zorder=3,
-            label="humans' labels: A",
-        )
+    _marks(ax, human_a, marker="_", size=250, color=COLORS[4], label="humans' labels: A")
     ax.set_xticks(x, names, rotation=25, ha="right")
     ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])

@@ -12,21 +12,12 @@ use, so that reading a run's files stays quick.
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
-_EXPORTS = {
-    "RunConfig": "rlaif.pipeline.config",
-    "RunResult": "rlaif.pipeline.job",
-    "run": "rlaif.pipeline.job",
-    "estimate": "rlaif.pipeline.job",
-    "open_run_dir": "rlaif.pipeline.job",
-    "finish_cost_per_label": "rlaif.pipeline.job",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rlaif.pipeline' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["RunConfig"],
+        "job": ["RunResult", "estimate", "finish_cost_per_label", "open_run_dir", "run"],
+    },
+)

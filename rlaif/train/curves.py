@@ -88,6 +88,23 @@ def _panel(
     )
 
 
+#: the panels drawn from DPO's logged step metrics: key, title, y label, drawing options
+DPO_METRIC_PANELS = (
+    (
+        "rewards/accuracies",
+        "reward accuracy (implicit reward ranks chosen first)",
+        "accuracy",
+        {"reference": (0.5, "chance"), "ylim": (-0.02, 1.02)},
+    ),
+    (
+        "rewards/margins",
+        "reward margin (chosen - rejected)",
+        "margin",
+        {"reference": (0.0, "no margin")},
+    ),
+)
+
+
 def curve_panels(info: dict) -> list[Panel]:
     """The panels a ``train.json`` supports, in order: loss first, then what else was logged.
 
@@ -135,23 +152,8 @@ def curve_panels(info: dict) -> list[Panel]:
         if isinstance(metrics, list) and metrics:
             msteps = [e.get("step", i + 1) for i, e in enumerate(metrics)]
             panels += [
-                _panel(
-                    "rewards/accuracies",
-                    "reward accuracy (implicit reward ranks chosen first)",
-                    "accuracy",
-                    msteps,
-                    [e.get("rewards/accuracies") for e in metrics],
-                    reference=(0.5, "chance"),
-                    ylim=(-0.02, 1.02),
-                ),
-                _panel(
-                    "rewards/margins",
-                    "reward margin (chosen - rejected)",
-                    "margin",
-                    msteps,
-                    [e.get("rewards/margins") for e in metrics],
-                    reference=(0.0, "no margin"),
-                ),
+                _panel(key, title, ylabel, msteps, [e.get(key) for e in metrics], **kw)
+                for key, title, ylabel, kw in DPO_METRIC_PANELS
             ]
     if panels[0] is not None and method in LOSS_TITLES:
         panels[0].title = LOSS_TITLES[method]
