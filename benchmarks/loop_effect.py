@@ -15,7 +15,12 @@ measured by, known to be right by construction):
 * ``noisy-soft`` / ``noisy-hard``: the rule's labels flipped for about a quarter of the
   decisive pairs, with p = 0.75 (matching the flip rate), trained with the soft or hard loss;
 * ``rule-nll``: as ``rule`` with the chosen answers' NLL in the DPO loss at weight 1
-  (``--dpo-nll-weight 1``; the other configurations take ``--dpo-nll-weight``, default 0).
+  (``--dpo-nll-weight 1``; the other configurations take ``--dpo-nll-weight``, default 0);
+* ``rule-norepeat``: two checks summed, a point for 8 to 40 words and a point for no sentence
+  said twice (the built-in ``rule:no_repeat``, a different test from the looping guard's);
+* ``rule-noloop``: two checks summed, a point for 8 to 40 words and a point for an answer the
+  looping guard does not flag (:func:`rlaif.train.drift.is_looping`: the reward and the guard
+  share their test, so the samples and the other guards must show that the loops are gone).
 
 Beside every win rate: the rule's pass rate, the shares of near-empty and looping answers and
 the mean length of base and policy, the KL of the policy to the base on its own held-out
@@ -41,11 +46,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "prompts" / "alpaca-eval-805.json"
 RULE = "rule:words=8-40"
-CONFIGS = ("rule", "hybrid", "ai", "noisy-soft", "noisy-hard", "rule-nll")
+CONFIGS = (
+    "rule",
+    "hybrid",
+    "ai",
+    "noisy-soft",
+    "noisy-hard",
+    "rule-nll",
+    "rule-norepeat",
+    "rule-noloop",
+)
 #: p of a noisy label: a quarter of the decisive labels are flipped
 NOISY_P = 0.75
 #: share of responses whose pass/fail the noisy rule reads wrong: 2 f (1 - f) = 0.25
 NOISY_FLIP = (1 - math.sqrt(0.5)) / 2
+
+
+def _texts(completions: list) -> list[str]:
+    return [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
 
 
 def words_noisy(prompts: list, completions: list, **_: object) -> list[float]:
@@ -55,11 +73,28 @@ def words_noisy(prompts: list, completions: list, **_: object) -> list[float]:
 
     passed = BuiltinRule(RULE)(prompts, completions)
     out = []
-    for c, ok in zip(completions, passed, strict=True):
-        text = c[-1]["content"] if isinstance(c, list) else str(c)
+    for text, ok in zip(_texts(completions), passed, strict=True):
         h = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32
         out.append(math.log(NOISY_P / (1 - NOISY_P)) * ((ok > 0) != (h < NOISY_FLIP)))
     return out
+
+
+def words_norepeat(prompts: list, completions: list, **_: object) -> list[float]:
+    """One point for 8 to 40 words, one for no sentence said twice (a TRL reward function)."""
+    from rlaif.rules import BuiltinRule
+
+    length = BuiltinRule(RULE)(prompts, completions)
+    fresh = BuiltinRule("rule:no_repeat")(prompts, completions)
+    return [a + b for a, b in zip(length, fresh, strict=True)]
+
+
+def words_noloop(prompts: list, completions: list, **_: object) -> list[float]:
+    """One point for 8 to 40 words, one for an answer not stuck in a loop (the guard's test)."""
+    from rlaif.rules import BuiltinRule
+    from rlaif.train.drift import is_looping
+
+    length = BuiltinRule(RULE)(prompts, completions)
+    return [a + (not is_looping(t)) for a, t in zip(length, _texts(completions), strict=True)]
 
 
 def write_prompts(out: Path, train_n: int, eval_n: int) -> tuple[Path, Path]:
@@ -111,9 +146,14 @@ def rlaif(*args: str, log: Path) -> None:
 
 def loop_args(config: str, args, out: Path, train: Path, held: Path) -> list[str]:
     """The ``rlaif loop`` arguments of one configuration."""
-    judge = {"rule": RULE, "rule-nll": RULE, "hybrid": "smollm2", "ai": "smollm2"}.get(
-        config, "python:loop_effect:words_noisy"
-    )
+    judge = {
+        "rule": RULE,
+        "rule-nll": RULE,
+        "rule-norepeat": "python:loop_effect:words_norepeat",
+        "rule-noloop": "python:loop_effect:words_noloop",
+        "hybrid": "smollm2",
+        "ai": "smollm2",
+    }.get(config, "python:loop_effect:words_noisy")
     a = [
         "loop",
         "--out",
@@ -145,7 +185,7 @@ def loop_args(config: str, args, out: Path, train: Path, held: Path) -> list[str
         a += ["--constitution", str(hybrid_constitution(out))]
     # stated, not left to the default, so that each row says what it trained with
     a += ["--dpo-nll-weight", "1" if config == "rule-nll" else str(args.dpo_nll_weight)]
-    return a
+    return a + ["--seed", str(args.seed)]
 
 
 def guards(out: Path, final: str, base: str) -> dict:
@@ -238,8 +278,10 @@ def table(results: list[dict]) -> str:
         g, ci = r["guards"], r["win_rate_ci"]
         b, p = g["baseline"], g["policy"]
         nll = r.get("settings", {}).get("dpo_nll_weight", 0.0)
+        seed = r.get("settings", {}).get("seed", 0)
+        name = r["config"] + (f" (seed {seed})" if seed else "")
         lines.append(
-            f"| {r['config']} | {nll:g} | {pct(r['win_rate'])} [{pct(ci[0])}, {pct(ci[1])}] "
+            f"| {name} | {nll:g} | {pct(r['win_rate'])} [{pct(ci[0])}, {pct(ci[1])}] "
             f"| {r['wins']} / {r['losses']} / {r['ties']} "
             f"| {pct(b['pass_rate'])} → {pct(p['pass_rate'])} "
             f"| {pct(b['near_empty'])} → {pct(p['near_empty'])} "
@@ -263,6 +305,7 @@ def main() -> int:
     parser.add_argument("--generate-with", default="gguf", choices=("gguf", "hf"))
     parser.add_argument("--dpo-steps", type=int, default=24, help="DPO steps a round")
     parser.add_argument("--dpo-batch-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="the loop's seed (sampling, DPO)")
     parser.add_argument(
         "--dpo-nll-weight", type=float, default=0.0, help="every configuration but rule-nll"
     )
