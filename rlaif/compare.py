@@ -25,6 +25,10 @@ A **check** on a principle (``check: rule:...`` in the constitution) decides a c
 under that principle when the two responses' check scores differ: the higher score wins with
 certainty (p = 1.0 or 0.0, ``label_source: rule``) and no model is asked. When they score the
 same (both pass or both fail) the AI judge decides as usual (``label_source: ai``).
+
+Both kinds see whether each response was cut at the token limit (``truncated``, where the
+caller knows it): a length rule fails a cut-off answer (:mod:`rlaif.rules`). The AI judge reads
+the text only.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from rlaif.backends.base import Backend, ChoiceScores
 from rlaif.constitution import Constitution, Principle
 from rlaif.rules import (
     DEFAULT_TEMPERATURE,
+    UNKNOWN,
     ScoreFunction,
+    Truncated,
     as_completion,
     as_conversation,
     load_score_function,
@@ -205,16 +211,31 @@ class Judge:
 
     # -- the two modes ----------------------------------------------------------------------
     def compare(
-        self, prompt: str, a: str, b: str, principle: Principle | None = None
+        self,
+        prompt: str,
+        a: str,
+        b: str,
+        principle: Principle | None = None,
+        *,
+        truncated: Truncated = UNKNOWN,
     ) -> Preference:
         """The judge's preference between responses ``a`` and ``b`` to ``prompt``.
 
-        ``principle`` overrides the sampled one (an ensemble over principles asks several).
+        ``principle`` overrides the sampled one (an ensemble over principles asks several);
+        ``truncated`` (whether ``a`` / ``b`` was cut at the token limit, None: unknown) reaches
+        the principle's check.
         """
         principle = principle or self.principle_for_pair(prompt, a, b)
         if principle.id in self.checks:
             decided = check_preference(
-                self.checks[principle.id], prompt, a, b, principle, self.constitution, self.mode
+                self.checks[principle.id],
+                prompt,
+                a,
+                b,
+                principle,
+                self.constitution,
+                self.mode,
+                truncated=truncated,
             )
             if decided is not None:
                 return decided
@@ -284,8 +305,13 @@ class Judge:
             raw=scores.text,
         )
 
-    def score(self, prompt: str, response: str, principle: Principle) -> OrderResult:
-        """Pointwise: p("Yes") that ``response`` meets the principle, cached per response."""
+    def score(
+        self, prompt: str, response: str, principle: Principle, *, truncated: bool | None = None
+    ) -> OrderResult:
+        """Pointwise: p("Yes") that ``response`` meets the principle, cached per response.
+
+        ``truncated`` is accepted as :class:`RuleJudge` takes it; the model reads the text only.
+        """
         key = (prompt, response, principle.id)
         if key not in self._scores:
             messages = templates.pointwise_messages(prompt, response, principle)
@@ -366,10 +392,19 @@ class RuleJudge:
         self.model_id = self.spec
 
     def compare(
-        self, prompt: str | list[dict], a: str, b: str, principle: Principle | None = None
+        self,
+        prompt: str | list[dict],
+        a: str,
+        b: str,
+        principle: Principle | None = None,
+        *,
+        truncated: Truncated = UNKNOWN,
     ) -> Preference:
-        """The function's preference between ``a`` and ``b``; ``principle`` is ignored."""
-        sa, sb = score_pair(self.function, prompt, a, b)
+        """The function's preference between ``a`` and ``b``; ``principle`` is ignored.
+
+        ``truncated`` says whether ``a`` / ``b`` was cut at the token limit (None: unknown).
+        """
+        sa, sb = score_pair(self.function, prompt, a, b, truncated)
         return Preference.unordered(
             soft_label(sa, sb, self.temperature),
             principle_id="",
@@ -382,9 +417,17 @@ class RuleJudge:
             score_b=sb,
         )
 
-    def score(self, prompt: str | list[dict], response: str, principle=None) -> OrderResult:
+    def score(
+        self,
+        prompt: str | list[dict],
+        response: str,
+        principle=None,
+        *,
+        truncated: bool | None = None,
+    ) -> OrderResult:
         """One response's score (best-worst pairing ranks by it); ``principle`` is ignored."""
-        (s,) = self.function([as_conversation(prompt)], [as_completion(response)])
+        flags = None if truncated is None else [truncated]
+        (s,) = self.function([as_conversation(prompt)], [as_completion(response)], flags)
         return OrderResult(p_first=s, method="rule")
 
 
@@ -396,9 +439,11 @@ def check_preference(
     principle: Principle,
     constitution: Constitution,
     mode: str,
+    *,
+    truncated: Truncated = UNKNOWN,
 ) -> Preference | None:
     """The certain preference a principle's check gives, or None when it does not decide."""
-    sa, sb = score_pair(check, prompt, a, b)
+    sa, sb = score_pair(check, prompt, a, b, truncated)
     if sa == sb:
         return None
     return Preference.unordered(

@@ -74,6 +74,9 @@ class LoopConfig:
     dpo_beta: float = 0.1
     #: weight of the chosen responses' NLL in the DPO loss (see rlaif.train.dpo)
     dpo_nll_weight: float = 0.0
+    #: "drop": DPO leaves out pairs whose chosen answer is cut off or looping (see
+    #: rlaif.train.dpo.DPOSettings.degenerate_chosen); "keep": every pair as labelled
+    dpo_degenerate_chosen: str = "keep"
     min_margin: float = 0.0
     #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)
     loss: str = "soft"
@@ -100,6 +103,10 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.dpo_degenerate_chosen not in ("keep", "drop"):
+            raise ValueError(
+                f"dpo_degenerate_chosen must be keep or drop, not {self.dpo_degenerate_chosen!r}"
+            )
         if self.generate_with not in ("gguf", "hf"):
             raise ValueError(f"generate_with must be gguf or hf, not {self.generate_with!r}")
         if self.revision_rounds < 0:
@@ -114,6 +121,8 @@ class LoopConfig:
         d.pop("out")
         if not d["dpo_nll_weight"]:  # plain DPO, as every loop written before the setting
             d.pop("dpo_nll_weight")
+        if d["dpo_degenerate_chosen"] == "keep":  # as every loop written before the setting
+            d.pop("dpo_degenerate_chosen")
         for key in ("prompts", "eval_prompts"):
             if d[key]:
                 d[key + "_sha256"] = file_sha256(d[key])
@@ -333,6 +342,7 @@ def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
                 learning_rate=config.dpo_learning_rate,
                 beta=config.dpo_beta,
                 nll_weight=config.dpo_nll_weight,
+                degenerate_chosen=config.dpo_degenerate_chosen,
                 min_margin=config.min_margin,
                 loss=config.loss,
                 lora=config.lora,

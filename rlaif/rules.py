@@ -4,17 +4,31 @@
 ``python:MODULE:FUNCTION``       any function ``f(prompts, completions, **kw) -> list[float]``
                                  (TRL's reward-function signature), imported from MODULE
                                  (a module on ``PYTHONPATH`` or installed)
-``rule:max_words=N``             1.0 when the response has at most N words, else 0.0
-``rule:min_words=N``             1.0 when it has at least N words
-``rule:words=MIN-MAX``           1.0 when it has MIN to MAX words (a length range: an answer,
-                                 neither empty nor rambling)
+``rule:max_words=N``             1.0 when the response has at most N words and ended by
+                                 itself, else 0.0
+``rule:min_words=N``             1.0 when it has at least N words and ended by itself
+``rule:words=MIN-MAX``           1.0 when it has MIN to MAX words and ended by itself (a length
+                                 range: an answer, neither empty nor rambling)
 ``rule:contains=TEXT``           1.0 when it contains TEXT (case-insensitive)
 ``rule:not_contains=TEXT``       1.0 when it does not contain TEXT (case-insensitive)
 ``rule:regex=PATTERN``           1.0 when PATTERN (Python ``re``) matches somewhere in it
-``rule:json``                    1.0 when it is valid JSON (one surrounding ``` fence allowed)
-``rule:no_repeat``               1.0 unless a sentence of 3+ words occurs twice (loops, padding)
+``rule:json``                    1.0 when it is a JSON object or array (one surrounding ```
+                                 fence allowed); a bare number, string or ``NaN`` fails
+``rule:no_loop``                 1.0 unless it is stuck in a loop (:func:`is_looping`, the test
+                                 the training guards use)
+``rule:no_repeat``               1.0 unless a sentence of 3+ words occurs twice or it is stuck
+                                 in a loop (:func:`is_looping`)
 ``rule:no_pii``                  1.0 unless it holds an e-mail address or a phone number
 ===============================  ==========================================================
+
+**An answer cut at the token limit never passes a length rule.** Its first words say nothing
+of how long the whole answer would have been, and a loop cut at the limit often holds a
+passing number of words. Wherever a response's end is known, rlaif passes it as the keyword
+``truncated`` (one ``bool`` or ``None`` per completion: ``True`` when the generation stopped at
+the token limit, ``None`` when unknown), beside TRL's own keywords in training and alone
+outside it; the length rules (``words``, ``max_words``, ``min_words``) score a truncated
+completion 0.0. A ``python:`` function receives it too when its signature takes ``truncated``
+or ``**kwargs``.
 
 Outside training, rlaif calls the function with TRL's conversational form, the form rlaif's own
 GRPO data has: ``prompts`` is a list of message lists (a text prompt becomes one user message)
@@ -27,6 +41,7 @@ naming the function and the record.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import re
@@ -38,7 +53,8 @@ from rlaif.errors import RlaifError
 PREFIXES = ("rule:", "python:")
 VALID_RULES = (
     "rule:max_words=N, rule:min_words=N, rule:words=MIN-MAX, rule:contains=TEXT, "
-    "rule:not_contains=TEXT, rule:regex=PATTERN, rule:json, rule:no_repeat, rule:no_pii, "
+    "rule:not_contains=TEXT, rule:regex=PATTERN, rule:json, rule:no_loop, rule:no_repeat, "
+    "rule:no_pii, "
     "python:MODULE:FUNCTION"
 )
 
@@ -75,20 +91,54 @@ def _words(text: str) -> int:
 _FENCE = re.compile(r"^```[A-Za-z]*\s*\n(.*)\n\s*```$", re.DOTALL)
 _SENTENCE = re.compile(r"[.!?\n]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PHONE = re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")
+# a phone number: digits in groups split by spaces, dashes, brackets or a "+"; a dot only
+# between groups of 2-4 digits ("555.123.4567"), so a decimal such as 3.14159265 is not one
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s()-]{7,}\d(?![\w.]\d)|\b\d{2,4}(?:\.\d{2,4}){2,}\b")
+_WORD = re.compile(r"\w+")
+
+#: an answer whose 4-word sequences are less than this share distinct is looping
+LOOP_DISTINCT = 0.75
+#: one word this many times in a row is a loop ("Sweetshree, Sweetshree, ...")
+LOOP_RUN = 4
+
+
+def is_looping(text: str) -> bool:
+    """True for an answer stuck in repetition: one word :data:`LOOP_RUN`+ times in a row
+    (``"Sweetshree, Sweetshree, ..."``), or fewer than :data:`LOOP_DISTINCT` of its 4-word
+    sequences distinct (a sentence said over and over; a list or code block is not enough).
+
+    The training guards (:mod:`rlaif.train.drift`) and ``rule:no_loop`` share this test.
+    """
+    words = [w.lower() for w in _WORD.findall(text)]
+    run = 1
+    for prev, word in zip(words, words[1:], strict=False):
+        run = run + 1 if word == prev else 1
+        if run >= LOOP_RUN:
+            return True
+    grams = list(zip(words, words[1:], words[2:], words[3:], strict=False))
+    return len(grams) >= 8 and len(set(grams)) / len(grams) < LOOP_DISTINCT
 
 
 def _is_json(text: str) -> bool:
+    """A JSON object or array: what a request for JSON output asks for. A bare number or
+    string is valid JSON text but not a structured answer; ``NaN`` and ``Infinity`` are not
+    JSON at all (Python's parser accepts them)."""
     text = text.strip()
     fenced = _FENCE.match(text)
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
     try:
-        json.loads(fenced.group(1) if fenced else text)
+        value = json.loads(fenced.group(1) if fenced else text, parse_constant=no_constant)
     except ValueError:
         return False
-    return True
+    return isinstance(value, dict | list)
 
 
 def _no_repeat(text: str) -> bool:
+    if is_looping(text):
+        return False
     seen: set[str] = set()
     for sentence in _SENTENCE.split(text.lower()):
         words = re.findall(r"\w+", sentence)
@@ -104,7 +154,7 @@ def _no_repeat(text: str) -> bool:
 def _no_pii(text: str) -> bool:
     if _EMAIL.search(text):
         return False
-    # a phone number: 9+ digits in one run of digits, spaces, dots, dashes, brackets
+    # a phone number: 9+ digits in one group of digits and separators
     return not any(sum(c.isdigit() for c in m.group()) >= 9 for m in _PHONE.finditer(text))
 
 
@@ -122,6 +172,10 @@ def _text_arg(spec: str, name: str, arg: str) -> str:
     if not arg:
         raise RuleError(f"{spec}: {name} needs a value, e.g. rule:{name}=TEXT")
     return arg
+
+
+#: the rules about an answer's length: a truncated answer fails them
+LENGTH_RULES = ("words", "max_words", "min_words")
 
 
 def _builtin(spec: str) -> Callable[[str], bool]:
@@ -152,7 +206,12 @@ def _builtin(spec: str) -> Callable[[str], bool]:
         except re.error as e:
             raise RuleError(f"{spec}: not a valid regular expression ({e})") from None
         return lambda text: pattern.search(text) is not None
-    tests = {"json": _is_json, "no_repeat": _no_repeat, "no_pii": _no_pii}
+    tests = {
+        "json": _is_json,
+        "no_loop": lambda text: not is_looping(text),
+        "no_repeat": _no_repeat,
+        "no_pii": _no_pii,
+    }
     if name in tests and not has_arg:
         return tests[name]
     raise RuleError(f"unknown rule {spec!r}; valid forms: {VALID_RULES}")
@@ -166,12 +225,44 @@ class BuiltinRule:
         self.test = _builtin(self.spec)
         #: TRL names a reward's logged metrics after this
         self.__name__ = self.spec.removeprefix("rule:").partition("=")[0]
+        #: a length rule fails an answer cut at the token limit
+        self.about_length = self.__name__ in LENGTH_RULES
 
     def __call__(
-        self, prompts: Sequence[object], completions: Sequence[object], **_: object
+        self,
+        prompts: Sequence[object],
+        completions: Sequence[object],
+        truncated: Sequence[bool | None] | None = None,
+        **_: object,
     ) -> list[float]:
-        """One score per completion: 1.0 when it passes the rule, 0.0 when it fails."""
-        return [1.0 if self.test(completion_text(c)) else 0.0 for c in completions]
+        """One score per completion: 1.0 when it passes the rule, 0.0 when it fails.
+
+        ``truncated`` (one flag per completion, None: unknown) fails a cut-off completion on
+        a length rule.
+        """
+        cut = _flags(truncated, len(completions))
+        return [
+            1.0 if self.test(completion_text(c)) and not (self.about_length and t) else 0.0
+            for c, t in zip(completions, cut, strict=True)
+        ]
+
+
+def _flags(truncated: Sequence[bool | None] | None, n: int) -> list[bool | None]:
+    """One truncation flag per completion (None: unknown); ValueError on a wrong length."""
+    if truncated is None:
+        return [None] * n
+    if len(truncated) != n:
+        raise ValueError(f"{len(truncated)} truncation flags for {n} completions")
+    return list(truncated)
+
+
+def takes_truncated(function: Callable) -> bool:
+    """Whether ``function`` accepts the ``truncated`` keyword (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: pass nothing extra
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "truncated" for p in params)
 
 
 def _import_function(spec: str) -> Callable:
@@ -213,10 +304,22 @@ class ScoreFunction:
             return self.spec.removeprefix("python:").replace(":", ".")
         return self.spec
 
-    def __call__(self, prompts: Sequence[object], completions: Sequence[object]) -> list[float]:
-        """One finite score per completion; RuleError naming the function and the record."""
+    def __call__(
+        self,
+        prompts: Sequence[object],
+        completions: Sequence[object],
+        truncated: Sequence[bool | None] | None = None,
+    ) -> list[float]:
+        """One finite score per completion; RuleError naming the function and the record.
+
+        ``truncated`` (one flag per completion: cut at the token limit, None when unknown) is
+        passed on as a keyword to a function that takes it.
+        """
+        extra = {}
+        if truncated is not None and takes_truncated(self.function):
+            extra["truncated"] = _flags(truncated, len(completions))
         try:
-            scores = self.function(prompts=list(prompts), completions=list(completions))
+            scores = self.function(prompts=list(prompts), completions=list(completions), **extra)
         except Exception as e:
             raise RuleError(
                 f"{self.name} raised {type(e).__name__}: {e} (called on records "
@@ -263,16 +366,42 @@ def validate_scores(
 
 class TrainingReward:
     """A scoring function handed to TRL's GRPOTrainer: every keyword TRL passes goes through,
-    and its output is checked (None allowed: TRL leaves that record out)."""
+    and its output is checked (None allowed: TRL leaves that record out).
 
-    def __init__(self, score_function: ScoreFunction) -> None:
+    With ``max_completion_length`` (the trainer's) it adds the keyword ``truncated``: a
+    completion of that many tokens that does not end with ``eos_token_id`` was cut at the limit.
+    """
+
+    def __init__(
+        self,
+        score_function: ScoreFunction,
+        *,
+        max_completion_length: int | None = None,
+        eos_token_id: int | None = None,
+    ) -> None:
         self.score_function = score_function
+        self.max_completion_length = max_completion_length
+        self.eos_token_id = eos_token_id
         #: TRL names the reward's logged metrics after this
         self.__name__ = getattr(score_function.function, "__name__", score_function.name)
+
+    def truncated(self, completion_ids: Sequence[Sequence[int]]) -> list[bool | None]:
+        """Whether each completion (its token ids, as TRL passes them) was cut at the limit."""
+        if self.max_completion_length is None:
+            return [None] * len(completion_ids)
+        return [
+            len(ids) >= self.max_completion_length
+            and (self.eos_token_id is None or not ids or ids[-1] != self.eos_token_id)
+            for ids in completion_ids
+        ]
 
     def __call__(self, prompts: list, completions: list, **kwargs: object) -> list[float | None]:
         """One reward per completion, as TRL calls a reward function."""
         name = self.score_function.name
+        ids = kwargs.get("completion_ids")
+        if "truncated" not in kwargs and isinstance(ids, list):
+            if takes_truncated(self.score_function.function):
+                kwargs["truncated"] = self.truncated(ids)
         try:
             scores = self.score_function.function(
                 prompts=prompts, completions=completions, **kwargs
@@ -321,12 +450,28 @@ def as_completion(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
+#: truncation flags of a pair of responses (None: unknown)
+Truncated = tuple[bool | None, bool | None]
+UNKNOWN: Truncated = (None, None)
+
+
 def score_pair(
-    function: ScoreFunction, prompt: str | list[dict], a: str, b: str
+    function: ScoreFunction,
+    prompt: str | list[dict],
+    a: str,
+    b: str,
+    truncated: Truncated = UNKNOWN,
 ) -> tuple[float, float]:
-    """The function's scores of responses ``a`` and ``b`` to one prompt, in one call."""
+    """The function's scores of responses ``a`` and ``b`` to one prompt, in one call.
+
+    ``truncated`` says whether each was cut at the token limit (None: unknown); the function
+    gets it when that is known for either.
+    """
     conversation = as_conversation(prompt)
-    sa, sb = function([conversation, conversation], [as_completion(a), as_completion(b)])
+    flags = list(truncated) if any(t is not None for t in truncated) else None
+    sa, sb = function(
+        [conversation, conversation], [as_completion(a), as_completion(b)], truncated=flags
+    )
     return sa, sb
 
 

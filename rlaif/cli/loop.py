@@ -48,6 +48,12 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
     help="Weight of the chosen responses' per-token NLL in the DPO loss (RPO); 0 is plain DPO.",
 )
 @LOOP.option(
+    "dpo_degenerate_chosen",
+    type=click.Choice(["keep", "drop"]),
+    help="drop: DPO leaves out pairs whose chosen answer was cut at --max-tokens or is stuck "
+    "in a loop (they may still be rejected); keep: every pair as labelled.",
+)
+@LOOP.option(
     "min_margin", type=opt.MARGIN, help="DPO drops pairs with |p_chosen - 0.5| below this."
 )
 @LOOP.option(

@@ -166,6 +166,13 @@ DPO = opt.Settings("rlaif.train.dpo", "DPOSettings")
     "chosen answers likely where DPO alone pushes both sides down into repetition loops, and "
     "it also fine-tunes on the chosen answers whatever the labels say; 0 is plain DPO.",
 )
+@DPO.option(
+    "degenerate_chosen",
+    type=click.Choice(["keep", "drop"]),
+    help="drop: leave out pairs whose chosen answer was cut at the token limit "
+    "(chosen_truncated) or is stuck in a loop, so DPO never pulls towards a broken answer "
+    "(it may still be rejected). keep: train every pair as labelled.",
+)
 def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     """Train a policy with DPO (TRL's DPOTrainer) on AI-labelled preferences.
 
@@ -183,7 +190,8 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
         return
     console.print(
         f"pairs: {counts['read']} read, {counts['kept']} kept, {counts['dropped_low_margin']} "
-        f"below --min-margin {settings.min_margin}; --loss {settings.loss}, mean target "
+        f"below --min-margin {settings.min_margin}, {counts['dropped_degenerate_chosen']} with "
+        f"a degenerate chosen answer left out; --loss {settings.loss}, mean target "
         f"{counts['mean_target']:.3f}"
     )
     info = train_dpo(settings, show_progress=not quiet)

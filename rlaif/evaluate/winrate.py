@@ -12,6 +12,10 @@ the policy's answer as A), so neither model gains from the judge's position bias
 ``win_rate = (wins + ties / 2) / n`` with a 95% percentile bootstrap interval over prompts;
 ``soft_win_rate`` is the mean of ``p`` (the judge's probability that the policy is better).
 
+Each answer's end is recorded (``policy_truncated`` / ``baseline_truncated`` in ``pairs.jsonl``:
+cut at ``max_tokens``) and reaches the judge, so a length rule never passes a cut-off answer;
+the guards in ``metrics.json`` carry each side's truncated share.
+
 By default (:mod:`rlaif.train.heldout`) the prompts are the shipped held-out set minus any
 the models were trained on, and the baseline is the model the policy was trained from through
 the same backend; named prompts that overlap the training data are refused unless
@@ -45,7 +49,7 @@ from rlaif.prompts import file_sha256
 from rlaif.rules import is_programmatic
 from rlaif.stats import bootstrap_mean_ci
 from rlaif.store import STORE_FILE, Store
-from rlaif.synth import generate
+from rlaif.synth import Response, sample_responses
 from rlaif.train.drift import answer_health
 from rlaif.train.heldout import default_baseline, eval_prompts
 from rlaif.train.provenance import checkpoint_dir
@@ -143,7 +147,10 @@ def summarize(records: list[dict], *, resamples: int = 1000, seed: int = 0) -> d
         "mean_chars_baseline": mean([len(r["baseline_response"]) for r in records]),
         # what catches a win bought by degenerate answers (rlaif.train.drift)
         "guards": {
-            role: answer_health([r[f"{role}_response"] for r in records])
+            role: answer_health(
+                [r[f"{role}_response"] for r in records],
+                [r.get(f"{role}_truncated") for r in records],
+            )
             for role in ("policy", "baseline")
         },
         "samples": [
@@ -224,12 +231,12 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
         else:
             judge_backends = [CachedBackend(load_backend(config.judge), store)]
             judge = Judge(judge_backends[0], constitution, seed=config.seed)
-        answers: dict[str, list[str]] = {}
+        answers: dict[str, list[Response]] = {}
         for role, backend in players.items():
             answers[role] = []
             for i, p in enumerate(prompts):
                 progress(role, i, len(prompts))
-                answers[role] += generate(
+                answers[role] += sample_responses(
                     backend,
                     p.chat(),
                     1,
@@ -285,13 +292,19 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
     return metrics
 
 
-def _judge_pair(judge: Judge, p, mine: str, theirs: str, tie_margin: float) -> dict:
-    """One prompt's record: both answers, the judge's label (policy as A) and the outcome."""
+def _judge_pair(judge: Judge, p, policy: Response, baseline: Response, tie_margin: float) -> dict:
+    """One prompt's record: both answers, the judge's label (policy as A) and the outcome.
+
+    The judge sees whether each answer was cut at the token limit (a length rule fails it).
+    """
+    mine, theirs = policy.text, baseline.text
     record = {
         "prompt_id": p.id,
         "prompt": p.for_record(),
         "policy_response": mine,
         "baseline_response": theirs,
+        "policy_truncated": policy.truncated,
+        "baseline_truncated": baseline.truncated,
         "identical": mine == theirs,
     }
     if mine == theirs:
@@ -305,7 +318,7 @@ def _judge_pair(judge: Judge, p, mine: str, theirs: str, tie_margin: float) -> d
             "principle_id": None,
             "outcome": "tie",
         }
-    pref = judge.compare(p.text, mine, theirs)
+    pref = judge.compare(p.text, mine, theirs, truncated=(policy.truncated, baseline.truncated))
     return {
         **record,
         "p_policy": pref.p_a,

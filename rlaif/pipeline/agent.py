@@ -14,7 +14,7 @@ from rlaif.backends import Backend, load_backend
 from rlaif.compare import Judge
 from rlaif.constitution import Constitution, load_constitution
 from rlaif.critique import Critique, critique, revise, rewrite
-from rlaif.synth import generate
+from rlaif.synth import sample_responses
 
 
 class RLAIFAgent:
@@ -50,9 +50,10 @@ class RLAIFAgent:
         """
         records = []
         for prompt in prompts:
-            responses = generate(self.policy, prompt, n_responses, seed=self.seed)
-            for a, b in combinations(responses, 2):
-                pref = self.judge.compare(prompt, a, b)
+            responses = sample_responses(self.policy, prompt, n_responses, seed=self.seed)
+            for ra, rb in combinations(responses, 2):
+                a, b = ra.text, rb.text
+                pref = self.judge.compare(prompt, a, b, truncated=(ra.truncated, rb.truncated))
                 record = {"prompt": prompt, **pref.to_dict()}
                 if pref.p_a is None:
                     record.update(chosen=None, rejected=None, p_chosen=None)

@@ -30,6 +30,7 @@ from rlaif.backends.cached import CachedBackend
 from rlaif.backends.ratelimit import RequestPolicy
 from rlaif.compare import Judge, Preference
 from rlaif.errors import RlaifError
+from rlaif.rules import UNKNOWN
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -91,22 +92,29 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> I
                 future.cancel()
 
 
+def label(judge: Judge, pair: tuple) -> Preference:
+    """The judge's preference for ``(prompt, a, b)`` or ``(prompt, a, b, truncated)``, where
+    ``truncated`` says whether ``a`` / ``b`` was cut at the token limit (None: unknown)."""
+    prompt, a, b, *rest = pair
+    return judge.compare(prompt, a, b, truncated=rest[0] if rest else UNKNOWN)
+
+
 def compare_pairs(
     judge: Judge,
-    pairs: Sequence[tuple[str, str, str]],
+    pairs: Sequence[tuple],
     *,
     executor: str = "local",
     concurrency: int = 1,
     judge_spec: str | None = None,
     policy: RequestPolicy | None = None,
 ) -> Iterator[Preference]:
-    """The judge's preference for each ``(prompt, a, b)``, in order.
+    """The judge's preference for each ``(prompt, a, b[, truncated])``, in order.
 
     ``local`` runs ``concurrency`` threads; ``ray`` runs ``concurrency`` Ray workers (default:
     one per CPU of the cluster), each opening ``judge_spec`` itself with ``policy``.
     """
     if executor == "local":
-        yield from ordered_map(lambda pair: judge.compare(*pair), pairs, concurrency)
+        yield from ordered_map(lambda pair: label(judge, pair), pairs, concurrency)
     elif executor == "ray":
         if judge_spec is None:
             raise ValueError("the ray executor needs the judge's model string")
@@ -175,12 +183,12 @@ class LabelWorker:
         self.memory = _MemoryStore()
         self.judge = Judge(CachedBackend(backend, self.memory), constitution, **judge_settings)
 
-    def compare(self, batch: list[tuple[str, str, str]]) -> list[tuple[Preference, list]]:
+    def compare(self, batch: list[tuple]) -> list[tuple[Preference, list]]:
         """Label each pair; with each preference, the model calls made for it."""
         out = []
-        for prompt, a, b in batch:
+        for pair in batch:
             self.memory.new = []
-            pref = self.judge.compare(prompt, a, b)
+            pref = label(self.judge, pair)
             out.append((pref, self.memory.new))
         return out
 
@@ -235,7 +243,7 @@ def _local_cpus() -> int:
 def _compare_on_ray(
     judge: Judge,
     spec: str,
-    pairs: Sequence[tuple[str, str, str]],
+    pairs: Sequence[tuple],
     workers: int,
     policy: RequestPolicy | None,
 ) -> Iterator[Preference]:
@@ -246,7 +254,7 @@ def _compare_on_ray(
     with _store_only(judge.backend):
         for i, pair in enumerate(pairs):
             try:
-                done[i] = judge.compare(*pair)
+                done[i] = label(judge, pair)
             except _NotStored:
                 todo.append(i)
     if not todo:
@@ -286,7 +294,7 @@ def _compare_on_ray(
                     # the store keeps that first result, and the label must be the one a rerun
                     # would build from it, not the worker's recomputation
                     with _store_only(judge.backend):
-                        arrived[j] = judge.compare(*pairs[j])
+                        arrived[j] = label(judge, pairs[j])
             yield arrived.pop(i)
     finally:
         if connected:

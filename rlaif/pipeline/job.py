@@ -218,7 +218,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             progress.update(task, total=len(jobs))
             prefs = compare_pairs(
                 judge,
-                [(p.text, a, b) for p, a, b, *_ in jobs],
+                [(p.text, a, b, truncated) for p, a, b, _, truncated in jobs],
                 executor=config.executor,
                 concurrency=(
                     config.concurrency or 0

@@ -102,7 +102,9 @@ def pairs(
             yield a.text, b.text, "responses", (a.truncated, b.truncated)
     elif len(responses) >= 2:
         principle = constitution.sample(config.seed, "best-worst", p.text)
-        scores = [judge.score(p.text, r.text, principle).p_first for r in responses]
+        scores = [
+            judge.score(p.text, r.text, principle, truncated=r.truncated).p_first for r in responses
+        ]
         readable = [(s, i) for i, s in enumerate(scores) if s is not None]
         if len(readable) >= 2:
             best, worst = responses[max(readable)[1]], responses[min(readable)[1]]

@@ -32,6 +32,9 @@ class PreferencePair:
     #: groups pairs of the same prompt: :func:`prompt_key` of the prompt
     group: str
     line: int
+    #: whether each side was cut at the token limit (``rlaif run``'s records say; None: unknown)
+    chosen_truncated: bool | None = None
+    rejected_truncated: bool | None = None
 
     @property
     def margin(self) -> float:
@@ -149,6 +152,11 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
             raise InputError(f"{where}: field 'p_chosen' must be a number in [0, 1], not {p!r}")
         if math.isnan(p):
             raise InputError(f"{where}: field 'p_chosen' is NaN")
+        for field in ("chosen_truncated", "rejected_truncated"):
+            if not isinstance(rec.get(field), bool | None):
+                raise InputError(
+                    f"{where}: field {field!r} must be true, false or null, not {rec[field]!r}"
+                )
         pairs.append(
             PreferencePair(
                 prompt=rec["prompt"],
@@ -157,6 +165,8 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
                 p_chosen=float(p),
                 group=prompt_key(rec["prompt"]),
                 line=n,
+                chosen_truncated=rec.get("chosen_truncated"),
+                rejected_truncated=rec.get("rejected_truncated"),
             )
         )
     if not pairs:

@@ -49,10 +49,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError
+from rlaif.rules import completion_text, is_looping
 from rlaif.train.data import PreferencePair, filter_by_margin, hard_target, read_preferences
 from rlaif.train.settings import PairTrainingSettings
 
 LOSSES = ("soft", "hard")
+#: what to do with a pair whose chosen answer is degenerate (cut off, or stuck in a loop)
+DEGENERATE_CHOSEN = ("keep", "drop")
 #: the dataset column (and batch key) holding each pair's training target
 TARGET = "dpo_target"
 
@@ -73,6 +76,11 @@ class DPOSettings(PairTrainingSettings):
     #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
     #: the README for what 1 did to looping answers and to the shuffled-label control
     nll_weight: float = 0.0
+    #: "drop": leave out pairs whose chosen answer was cut at the token limit
+    #: (``chosen_truncated``) or is stuck in a loop (:func:`rlaif.rules.is_looping`), so DPO
+    #: never pulls towards a broken answer (such answers may still be rejected); "keep": train
+    #: every pair as labelled
+    degenerate_chosen: str = "keep"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,6 +92,11 @@ class DPOSettings(PairTrainingSettings):
             raise ValueError(f"nll_weight must be >= 0, not {self.nll_weight}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        if self.degenerate_chosen not in DEGENERATE_CHOSEN:
+            raise ValueError(
+                f"degenerate_chosen must be one of {DEGENERATE_CHOSEN}, not "
+                f"{self.degenerate_chosen!r}"
+            )
 
 
 def oriented(pair: PreferencePair) -> PreferencePair:
@@ -97,6 +110,8 @@ def oriented(pair: PreferencePair) -> PreferencePair:
         p_chosen=1.0 - pair.p_chosen,
         group=pair.group,
         line=pair.line,
+        chosen_truncated=pair.rejected_truncated,
+        rejected_truncated=pair.chosen_truncated,
     )
 
 
@@ -105,10 +120,26 @@ def target(pair: PreferencePair, loss: str) -> float:
     return pair.p_chosen if loss == "soft" else hard_target(pair.p_chosen)
 
 
+def degenerate(pair: PreferencePair) -> bool:
+    """Whether the chosen answer of an oriented pair was cut at the token limit or loops."""
+    return bool(pair.chosen_truncated) or is_looping(completion_text(pair.chosen))
+
+
 def select_pairs(settings: DPOSettings) -> tuple[list[PreferencePair], dict]:
     """The pairs to train on and a count of what was kept; InputError if none is usable."""
     pairs = [oriented(p) for p in read_preferences(settings.data)]
     kept = filter_by_margin(pairs, settings.min_margin)
+    dropped_degenerate = 0
+    if settings.degenerate_chosen == "drop":
+        usable = [p for p in kept if not degenerate(p)]
+        dropped_degenerate = len(kept) - len(usable)
+        if kept and not usable:
+            raise InputError(
+                f"{settings.data}: every pair's chosen answer was cut at the token limit or is "
+                f"stuck in a loop ({len(kept)} pairs); raise --max-tokens when generating, or "
+                "keep them with --degenerate-chosen keep"
+            )
+        kept = usable
     if not kept:
         margins = sorted(p.margin for p in pairs)
         raise InputError(
@@ -124,7 +155,8 @@ def select_pairs(settings: DPOSettings) -> tuple[list[PreferencePair], dict]:
     counts = {
         "read": len(pairs),
         "kept": len(kept),
-        "dropped_low_margin": len(pairs) - len(kept),
+        "dropped_low_margin": len(pairs) - len(kept) - dropped_degenerate,
+        "dropped_degenerate_chosen": dropped_degenerate,
         "ties": sum(1 for p in kept if p.p_chosen == 0.5),
         "mean_target": sum(targets) / len(targets),
     }

@@ -4,7 +4,8 @@ The guards that catch reward hacking and collapse, measured on held-out prompts 
 answers of both models:
 
 - the share of **empty or near-empty** answers (fewer than :data:`NEAR_EMPTY_WORDS` words);
-- the share of answers **stuck in a loop** (:func:`is_looping`);
+- the share of answers **stuck in a loop** (:func:`rlaif.rules.is_looping`, the test that
+  ``rule:no_loop`` applies too);
 - the mean length in words, and the share cut at the token limit;
 - the **KL divergence** of the policy from the starting model on the policy's own answers:
   at every answer token the full-vocabulary KL(policy || start) of the next-token
@@ -18,10 +19,11 @@ answers of both models:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlaif.rules import is_looping
 
 #: an answer with fewer words than this counts as near-empty
 NEAR_EMPTY_WORDS = 3
@@ -29,25 +31,6 @@ NEAR_EMPTY_WORDS = 3
 DEGENERATE_RISE = 0.10
 #: below this KL (nats per token) and with no answer changed, the policy did not move
 STILL_KL = 1e-3
-
-#: an answer whose 4-word sequences are less than this share distinct is looping
-LOOP_DISTINCT = 0.75
-
-_WORD = re.compile(r"\w+")
-
-
-def is_looping(text: str) -> bool:
-    """True for an answer stuck in repetition: one word 4+ times in a row
-    (``"Sweetshree, Sweetshree, ..."``), or fewer than :data:`LOOP_DISTINCT` of its 4-word
-    sequences distinct (a sentence said over and over; a list or code block is not enough)."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    run = 1
-    for prev, word in zip(words, words[1:], strict=False):
-        run = run + 1 if word == prev else 1
-        if run >= 4:
-            return True
-    grams = list(zip(words, words[1:], words[2:], words[3:], strict=False))
-    return len(grams) >= 8 and len(set(grams)) / len(grams) < LOOP_DISTINCT
 
 
 def is_near_empty(text: str) -> bool:

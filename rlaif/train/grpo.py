@@ -97,7 +97,12 @@ def make_reward(settings: GRPOSettings):
         from rlaif.train.judge_reward import JudgeReward
 
         if is_programmatic(settings.judge):  # a TRL reward function, called by TRL itself
-            return TrainingReward(load_score_function(settings.judge))
+            # it gets ``truncated`` (cut at max_completion_length) beside TRL's keywords; the
+            # end-of-answer token is set once the tokenizer is loaded (train_grpo)
+            return TrainingReward(
+                load_score_function(settings.judge),
+                max_completion_length=settings.max_completion_length,
+            )
 
         return JudgeReward(
             load_backend(settings.judge),
@@ -182,6 +187,8 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
     torch.set_num_threads(_default_threads())
     reward = make_reward(settings)
     model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
+    if hasattr(reward, "eos_token_id"):
+        reward.eos_token_id = tokenizer.eos_token_id
     with tempfile.TemporaryDirectory(prefix="rlaif-grpo-") as work, warnings.catch_warnings():
         # transformers 5 renames gradient_checkpointing; TRL still uses the old name
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
