@@ -11,8 +11,10 @@ the held-out prompts of the same kind (``--samples`` sampled answers each, tempe
 
 ``--variant negated`` trains on 1 - reward: a sign error, which must not raise the figures.
 The table gives, per variant, the training reward of the first and last steps, the pass rate
-base → policy (greedy, and sampled with its Wilson 95% interval), the shares of near-empty and
-looping greedy answers, mean words and the KL of the policy to the base along its answers.
+base → policy (greedy, and sampled), the sampled gain paired by prompt and sample index with a
+95% interval from a bootstrap over prompts (sampled answers of one prompt are not independent,
+and the base rate is measured too), the shares of near-empty and looping greedy answers, mean
+words and the KL of the policy to the base along its answers.
 
     RLAIF_N_THREADS=1 .venv/bin/python benchmarks/grpo_effect.py --variant rule negated
 """
@@ -80,7 +82,7 @@ def sampled(model, tokenizer, texts: list[str], n: int, seed: int) -> list[float
 
 def run_variant(variant: str, args) -> dict:
     """Train one GRPO policy and measure it against the base on the held-out prompts."""
-    from rlaif.stats import wilson_interval
+    from rlaif.stats import paired_gain
     from rlaif.train import drift
     from rlaif.train.grpo import GRPOSettings, train_grpo
     from rlaif.train.models import load_model_and_tokenizer
@@ -123,8 +125,9 @@ def run_variant(variant: str, args) -> dict:
             "health": drift.answer_health(texts, [a.truncated for a in greedy]),
             "answers": texts,
         }
-        s = sampled(model, tokenizer, kind, args.samples, seed=1)
-        result[name]["sampled"] = (sum(s), len(s), wilson_interval(int(sum(s)), len(s)))
+        result[name]["sampled"] = sampled(model, tokenizer, kind, args.samples, seed=1)
+    clusters = [i // args.samples for i in range(len(result["base"]["sampled"]))]
+    result["gain"] = paired_gain(result["base"]["sampled"], result["policy"]["sampled"], clusters)
     kl = drift.kl_to_reference(policy, base, tokenizer, held, result["policy"]["answers"])
     result["kl"] = kl["per_token"]
     return result
@@ -136,21 +139,22 @@ def table(results: list[dict]) -> str:
     def share(key: str, r: dict) -> str:
         return f"{r['base']['health'][key]:.0%} → {r['policy']['health'][key]:.0%}"
 
-    def samp(side: dict) -> str:
-        k, n, ci = side["sampled"]
-        return f"{k / n:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+    def gain(g: dict) -> str:
+        return f"{g['gain']:+.0%} [{g['ci'][0]:+.0%}, {g['ci'][1]:+.0%}]"
 
     lines = [
         "| variant | steps | train reward first → last | greedy pass base → policy | "
-        "sampled pass base → policy [95% CI] | near-empty | looping | mean words | KL | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "sampled pass base → policy | sampled gain [95% CI, by prompt] | near-empty | looping "
+        "| mean words | KL | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         first, last = r["reward"]
         lines.append(
             f"| {r['variant']} | {r['steps']} | {first:.2f} → {last:.2f} | "
             f"{r['base']['greedy']:.0%} → {r['policy']['greedy']:.0%} | "
-            f"{samp(r['base'])} → {samp(r['policy'])} | {share('near_empty', r)} | "
+            f"{r['gain']['before']:.0%} → {r['gain']['after']:.0%} | {gain(r['gain'])} | "
+            f"{share('near_empty', r)} | "
             f"{share('looping', r)} | {r['base']['health']['mean_words']:.0f} → "
             f"{r['policy']['health']['mean_words']:.0f} | {r['kl']:.3f} | {r['train_s']:.0f} |"
         )

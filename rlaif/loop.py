@@ -406,14 +406,16 @@ def _row(i, policy, baseline, run_info, train_info, m) -> dict:
 
 
 def _guard_cells(guards: dict | None) -> str:
-    """Two table cells: mean words of policy / baseline; the policy's near-empty and looping
-    shares (empty cells for rows written before guards existed)."""
+    """Two table cells: mean words of policy / baseline; the policy's near-empty, looping and
+    cut-off shares (empty cells for rows written before guards existed; "-" for a share not
+    recorded then)."""
     if not guards or not guards["policy"].get("n"):
         return "- | -"
     p, b = guards["policy"], guards["baseline"]
+    cut = "-" if "truncated" not in p else f"{100 * p['truncated']:.0f}%"
     return (
         f"{p['mean_words']:.0f} / {b['mean_words']:.0f} "
-        f"| {100 * p['near_empty']:.0f}%, {100 * p['looping']:.0f}%"
+        f"| {100 * p['near_empty']:.0f}%, {100 * p['looping']:.0f}%, {cut}"
     )
 
 
@@ -429,7 +431,7 @@ def rounds_table(rows: list[dict], final: dict | None = None) -> str:
 
     lines = [
         "| round | pairs | DPO loss | win rate | 95% CI | W / L / T | n | soft win rate "
-        "| words policy / baseline | near-empty, looping |",
+        "| words policy / baseline | near-empty, looping, cut off |",
         "|---:|---:|---:|---:|---|---|---:|---:|---|---|",
     ]
     for r in [*rows, *([final] if final else [])]:

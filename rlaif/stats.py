@@ -332,6 +332,39 @@ def bootstrap_mean_ci(
     return [float(low), float(high)]
 
 
+def paired_gain(
+    before: Sequence[float],
+    after: Sequence[float],
+    clusters: Sequence,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """The mean of ``after - before``, measured on the same items, with a cluster bootstrap
+    interval that resamples whole clusters (prompts).
+
+    ``before[i]`` and ``after[i]`` are one item's figure (e.g. pass or fail of sample i of a
+    prompt) before and after training, and ``clusters[i]`` its prompt: answers sampled for one
+    prompt are not independent, and the "before" rate is a measurement too, so the interval
+    comes from the paired differences resampled by prompt, not from one side's count.
+    """
+    b, a = _arr(before), _arr(after)
+    if b.shape != a.shape or b.size != len(clusters):
+        raise ValueError(f"before ({b.size}), after ({a.size}), clusters ({len(clusters)}) differ")
+    diff = a - b
+    return {
+        "before": float(np.mean(b)),
+        "after": float(np.mean(a)),
+        "gain": float(np.mean(diff)),
+        "ci": bootstrap_mean_ci(
+            diff, clusters=clusters, resamples=resamples, seed=seed, level=level
+        ),
+        "clusters": len(set(clusters)),
+        "n": int(b.size),
+    }
+
+
 # -- a proportion's interval -----------------------------------------------------------------
 Z95 = 1.959964
 

@@ -32,29 +32,39 @@ def fixture_rows(split: str) -> list[dict]:
 
 
 def passes(text: str, truncated: bool = False) -> bool:
-    """Whether an answer passes the rule (an answer cut at the token limit never does)."""
-    (score,) = load_score_function(RULE)([[{"role": "user", "content": ""}]], [text])
-    return score == 1.0 and not truncated
+    """Whether an answer passes the rule (an answer cut at the token limit never does: the
+    rule itself fails it when told)."""
+    (score,) = load_score_function(RULE)([[{"role": "user", "content": ""}]], [text], [truncated])
+    return score == 1.0
 
 
 def rule_pairs(split: str, per_prompt: int = 2) -> list[dict]:
     """Pairs the rule decides, labelled by the rule judge through rlaif's compare.
 
-    Per prompt up to ``per_prompt`` pairs of a passing and a failing sample; the record's
-    ``chosen`` is the passing one and ``p_chosen`` the rule judge's probability for it.
+    Per prompt up to ``per_prompt`` pairs of a passing and a failing sample, in sample order;
+    the record's ``chosen`` is the passing one and ``p_chosen`` the rule judge's probability for
+    it, given each sample's end (a cut-off sample fails, so the loops cut at the token limit are
+    among the rejected answers).
     """
     judge = RuleJudge(RULE)
     pairs = []
     for row in fixture_rows(split):
         samples = row["samples"]
-        good = [s["text"] for s in samples if passes(s["text"], s["truncated"])]
-        # failing on the rule itself (an answer cut at the token limit may pass the word count)
-        bad = [s["text"] for s in samples if not passes(s["text"])]
+        good = [s for s in samples if passes(s["text"], s["truncated"])]
+        bad = [s for s in samples if not passes(s["text"], s["truncated"])]
         for chosen, rejected in list(zip(good, bad, strict=False))[:per_prompt]:
-            p = judge.compare(row["prompt"], chosen, rejected).p_a
+            cut = (chosen["truncated"], rejected["truncated"])
+            p = judge.compare(row["prompt"], chosen["text"], rejected["text"], truncated=cut).p_a
             assert p is not None and p > 0.5, (chosen, rejected, p)
             pairs.append(
-                {"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "p_chosen": p}
+                {
+                    "prompt": row["prompt"],
+                    "chosen": chosen["text"],
+                    "rejected": rejected["text"],
+                    "p_chosen": p,
+                    "chosen_truncated": chosen["truncated"],
+                    "rejected_truncated": rejected["truncated"],
+                }
             )
     return pairs
 

@@ -5,16 +5,18 @@ it wrote itself to the prompts as they stand (tests/data/effect_responses.jsonl)
 rule that is right by construction (``rule:words=8-40``, see effect_support), and measures on
 held-out prompts:
 
-- DPO raises the held-out implicit-reward accuracy and the rule's pass rate of greedy answers;
-  with chosen and rejected swapped the same test fails (marked xfail, strict: if the swapped
-  variant ever passes, the suite fails), and with shuffled labels neither the pass rate nor
-  the implicit-reward accuracy rises;
+- DPO alone (the soft DPO loss, no NLL term) raises the held-out implicit-reward accuracy and
+  the rule's pass rate of greedy answers; with chosen and rejected swapped the same test fails
+  (marked xfail, strict: if the swapped variant ever passes, the suite fails), and with
+  shuffled labels neither the pass rate nor the implicit-reward accuracy rises;
 - a reward model trained on the rule's labels ranks held-out pairs above chance;
 - every trained policy still answers: no rise in empty or near-empty answers or in answers
   stuck in a loop, and its KL to the starting model on held-out prompts under a stated bound.
 
-DPO here adds the chosen answer's NLL to the loss (``nll_weight`` 1, RPO): plain DPO on these
-pairs left more held-out answers stuck in a loop (see the README's effect-test table).
+The primary DPO tests train with ``nll_weight`` 0: every chosen answer passes the rule, so an
+NLL term alone would fine-tune on passing answers and raise the figures with the DPO term
+broken. :data:`PAIRS_PER_PROMPT` and the recipe in :data:`DPO` are what lets the soft DPO loss
+move the policy on its own (see the README's effect-test table).
 
 GRPO's effect tests are in test_effect_grpo.py.
 
@@ -28,7 +30,6 @@ import math
 
 import pytest
 from effect_support import (
-    RULE,
     fixture_rows,
     measure,
     rule_pairs,
@@ -41,16 +42,17 @@ from rlaif.train.dpo import DPOSettings, train_dpo
 from rlaif.train.models import load_model_and_tokenizer
 
 #: DPO settings of the effect tests: the soft loss with beta 0.1 as rlaif train dpo's defaults,
-#: the chosen answer's NLL at weight 1, 8 pairs a step at learning rate 3e-5 and answers cut at
-#: 160 tokens to fit 2 cores (2 epochs of 46 pairs: 12 steps)
+#: no NLL term, 8 pairs a step at learning rate 3e-5 and answers cut at 160 tokens to fit 2 cores
 DPO = {
     "epochs": 2,
     "learning_rate": 3e-5,
     "beta": 0.1,
     "batch_size": 8,
     "max_length": 160,
-    "nll_weight": 1.0,
+    "nll_weight": 0.0,
 }
+#: pairs of a passing and a failing answer taken per training prompt (effect_support.rule_pairs)
+PAIRS_PER_PROMPT = 2
 #: the pass rate must rise by at least this much (absolute) on the held-out prompts
 MIN_PASS_GAIN = 0.15
 #: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy)
@@ -95,7 +97,8 @@ def trained_dpo(tmp_path_factory, kind: str):
     """DPO on the training split's rule pairs (as labelled, swapped or shuffled), once a kind."""
     if kind not in _TRAINED:
         work = tmp_path_factory.mktemp(f"dpo-{kind}")
-        data = write_jsonl(variant(rule_pairs("train"), kind), work / "prefs.jsonl")
+        pairs = rule_pairs("train", per_prompt=PAIRS_PER_PROMPT)
+        data = write_jsonl(variant(pairs, kind), work / "prefs.jsonl")
         train_dpo(DPOSettings(data=str(data), out=work / "policy", **DPO), show_progress=False)
         model, _ = load_model_and_tokenizer(f"hf:{work / 'policy'}")
         model.eval()
@@ -184,8 +187,7 @@ def test_effect_fixture_is_what_the_rule_needs(base):
     """The base model rarely passes the rule, and the training split has enough rule pairs."""
     _, _, before = base
     assert before.pass_rate <= 0.35, f"the base model already passes {before.pass_rate:.0%}"
-    assert len(rule_pairs("train")) >= 40
-    assert RULE == "rule:words=8-40"
+    assert len(rule_pairs("train", per_prompt=PAIRS_PER_PROMPT)) >= 40
 
 
 def test_reward_model_effect_ranks_heldout_pairs(tmp_path, heldout_pairs):

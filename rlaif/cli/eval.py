@@ -198,7 +198,15 @@ def _guards_note(m: dict) -> str:
         f"\nguards (policy / baseline): mean words {p['mean_words']:.1f} / "
         f"{b['mean_words']:.1f}, empty or near-empty {p['near_empty']:.0%} / "
         f"{b['near_empty']:.0%}, looping {p['looping']:.0%} / {b['looping']:.0%}"
+        + _truncated_note(p, b)
     )
+
+
+def _truncated_note(p: dict, b: dict) -> str:
+    """", cut at --max-tokens x% / y%" when the metrics carry it (older ones do not)."""
+    if "truncated" not in p or "truncated" not in b:
+        return ""
+    return f", cut at --max-tokens {p['truncated']:.0%} / {b['truncated']:.0%}"
 
 
 def _overlap_note(m: dict) -> str:
