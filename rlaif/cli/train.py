@@ -38,7 +38,12 @@ def _preference_options(settings: opt.Settings) -> opt.Decorator:
             type=opt.AT_LEAST_1,
             help="Stop after N optimizer steps (overrides --epochs).",
         ),
-        settings.option("batch_size", type=opt.AT_LEAST_1, help="Pairs per optimizer step."),
+        settings.option(
+            "batch_size",
+            type=opt.AT_LEAST_1,
+            help="Pairs per optimizer step; under accelerate launch, per process (the global "
+            "batch is this x processes).",
+        ),
         click.option("--lora", is_flag=True, help="Train a LoRA adapter (r=16), merged on save."),
         opt.seed(settings),
         opt.quiet("No progress bar."),
@@ -88,6 +93,7 @@ def train_reward_cmd(quiet, show_example, **options):
     held-out prompts, before and after training: pairwise accuracy (95% bootstrap interval),
     Brier score and ECE against p_chosen, and the Brier score of always saying 0.5.
     """
+    from rlaif.train import distributed
     from rlaif.train.reward import reward_example, train_reward
 
     settings = opt.settings_from(REWARD, **options)
@@ -95,6 +101,8 @@ def train_reward_cmd(quiet, show_example, **options):
         click.echo(reward_example(settings), nl=False)
         return
     info = train_reward(settings, show_progress=not quiet)
+    if not distributed.is_main_process():
+        return  # under a launcher the main process reports the run
     before, after = info["held_out_before"], info["held_out"]
     pairs = info["pairs"]
     console.print(
@@ -174,6 +182,7 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     preference against the judge's p_chosen, per pair. --min-margin drops undecided pairs.
     The reference is the starting model.
     """
+    from rlaif.train import distributed
     from rlaif.train.dpo import dpo_example, select_pairs, train_dpo
 
     settings = opt.settings_from(DPO, **options)
@@ -181,12 +190,16 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     if show_example:
         click.echo(dpo_example(settings), nl=False)
         return
-    console.print(
-        f"pairs: {counts['read']} read, {counts['kept']} kept, {counts['dropped_low_margin']} "
-        f"below --min-margin {settings.min_margin}; --loss {settings.loss}, mean target "
-        f"{counts['mean_target']:.3f}"
-    )
+    main = distributed.is_main_process()  # under a launcher the main process reports the run
+    if main:
+        console.print(
+            f"pairs: {counts['read']} read, {counts['kept']} kept, "
+            f"{counts['dropped_low_margin']} below --min-margin {settings.min_margin}; "
+            f"--loss {settings.loss}, mean target {counts['mean_target']:.3f}"
+        )
     info = train_dpo(settings, show_progress=not quiet)
+    if not main:
+        return
     last = info["last_step"]
     table = Table(title="dpo")
     table.add_column("")
@@ -219,7 +232,11 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
 @opt.model("--judge", GRPO, prefix="With --reward judge. ")
 @opt.constitution(GRPO, why="principles the judge rates by")
 @GRPO.option("max_steps", type=opt.AT_LEAST_1)
-@GRPO.option("prompts_per_step", type=opt.AT_LEAST_1)
+@GRPO.option(
+    "prompts_per_step",
+    type=opt.AT_LEAST_1,
+    help="Prompts per optimizer step; under accelerate launch, per process.",
+)
 @GRPO.option(
     "num_generations",
     type=click.IntRange(min=2),
@@ -246,6 +263,7 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
 @opt.drift
 def grpo(quiet, show_example, drift_prompts, **options):
     """Online RL (GRPO) with the AI judge, or a trained reward model, as the reward."""
+    from rlaif.train import distributed
     from rlaif.train.grpo import grpo_example, train_grpo
 
     settings = opt.settings_from(GRPO, **options)
@@ -253,6 +271,8 @@ def grpo(quiet, show_example, drift_prompts, **options):
         click.echo(grpo_example(settings), nl=False)
         return
     info = train_grpo(settings, show_progress=not quiet)
+    if not distributed.is_main_process():
+        return  # under a launcher the main process reports the run
 
     def fmt(x):
         return "-" if x is None else f"{x:+.4f}"
