@@ -254,3 +254,49 @@ def test_grpo_with_a_rule_judge_on_two_processes(tmp_path, tiny):
     assert info["world_size"] == 2 and info["per_device_batch_size"] == 2
     assert info["global_batch_size"] == 4
     assert len(info["steps"]) == 2 and info["losses_finite"]
+
+
+def test_loop_hands_its_dpo_to_a_launcher(tmp_path, tiny, prefs, monkeypatch):
+    """``rlaif loop --train-launcher``: the round's DPO runs as ``LAUNCHER -m rlaif train dpo``."""
+    import dataclasses
+    import shlex
+    import shutil
+
+    from rlaif.backends.checkpoints import is_checkpoint
+    from rlaif.errors import RunError
+    from rlaif.loop import LAUNCH_LOG, LoopConfig, _stage_dpo
+
+    for name, value in _env().items():
+        monkeypatch.setenv(name, value)
+    rd = tmp_path / "loop" / "round-1"
+    (rd / "run").mkdir(parents=True)
+    shutil.copy(prefs, rd / "run" / "preferences.jsonl")
+    launcher = shlex.join(
+        [
+            *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"),
+            *("--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"),
+            *("--dynamo_backend", "no", "--main_process_ip", "127.0.0.1"),
+            *("--main_process_port", str(_free_port())),
+        ]
+    )
+    config = LoopConfig(
+        out=tmp_path / "loop",
+        policy=f"hf:{tiny}",
+        dpo_steps=2,
+        dpo_batch_size=2,
+        train_launcher=launcher,
+    )
+    assert config.identity()["train_launcher"] == launcher
+    assert "train_launcher" not in dataclasses.replace(config, train_launcher=None).identity()
+    info = _stage_dpo(config, rd, f"hf:{tiny}", 1, False)
+    assert info["world_size"] == 2 and info["global_batch_size"] == 4 and info["steps"] == 2
+    assert is_checkpoint(rd / "policy")
+    log = (rd / LAUNCH_LOG).read_text()
+    assert log.startswith(launcher + " -m rlaif train dpo --data ")
+    assert log.count("policy: hf:") == 1
+
+    # a launch that fails is one RunError that names the log and quotes the child's error
+    # (here: the round's policy directory is already used)
+    one_process = dataclasses.replace(config, train_launcher=sys.executable)
+    with pytest.raises(RunError, match=r"(?s)exit status 1.*dpo-launch\.log.*already exists"):
+        _stage_dpo(one_process, rd, f"hf:{tiny}", 1, False)
