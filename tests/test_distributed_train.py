@@ -155,6 +155,25 @@ def _max_diff(a: Path, b: Path) -> float:
     return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
 
 
+def test_who_is_main_before_the_process_group_starts(monkeypatch):
+    """Before the trainer starts torch.distributed, the launcher's RANK and WORLD_SIZE tell."""
+    from rlaif.train import distributed
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.is_main_process() and distributed.world_size() == 1
+    assert distributed.batch_record(4)["global_batch_size"] == 4
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert not distributed.is_main_process() and distributed.rank() == 1
+    assert distributed.batch_record(4, grad_accum=2) == {
+        "world_size": 3,
+        "per_device_batch_size": 4,
+        "gradient_accumulation_steps": 2,
+        "global_batch_size": 24,
+    }
+
+
 def test_tiny_model_has_no_dropout(tiny):
     """The equality below needs deterministic steps: nothing random in the forward pass."""
     import torch
