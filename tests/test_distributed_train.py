@@ -215,6 +215,8 @@ def test_dpo_on_two_processes_matches_one_process_of_the_global_batch(tmp_path, 
     assert info["steps"] == 4
     single = json.loads((one_out / "train.json").read_text())
     assert single["world_size"] == 1 and single["global_batch_size"] == 4
+    # the summary says how the global batch was made (a launch of fewer processes shows)
+    assert "4 (2 x 2 processes)" in two.stdout and "4 (4 x 1 process)" in one.stdout
     model, tokenizer = load_model_and_tokenizer(f"hf:{two_out}")
     assert model.num_parameters() > 0 and tokenizer.chat_template
 

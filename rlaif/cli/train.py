@@ -64,6 +64,19 @@ def _max_length(settings: opt.Settings, longer: str) -> opt.Decorator:
     )
 
 
+def _batch(info: dict) -> str:
+    """The global batch and how it was made: under a launcher, per process x processes.
+
+    Always printed, so that a launch that started fewer processes than asked (``accelerate
+    launch --cpu`` starts one) shows it.
+    """
+    n = info["world_size"]
+    made = f"{info['per_device_batch_size']} x {n} process{'es' if n != 1 else ''}"
+    if info["gradient_accumulation_steps"] != 1:
+        made += f" x {info['gradient_accumulation_steps']} accumulated"
+    return f"{info['global_batch_size']} ({made})"
+
+
 def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -108,7 +121,7 @@ def train_reward_cmd(quiet, show_example, **options):
     console.print(
         f"pairs: {pairs['total']} read, {pairs['train']} to train, {pairs['held_out']} held out"
         f"   steps: {info['steps']}   final loss: {info['final_loss']:.4f}"
-        f"   time: {info['train_seconds']:.0f} s"
+        f"   batch: {_batch(info)}   time: {info['train_seconds']:.0f} s"
     )
     if not after.get("n"):
         console.print(
@@ -205,6 +218,7 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("steps", str(info["steps"]))
+    table.add_row("pairs per step", _batch(info))
     table.add_row("first / final loss", f"{info['losses'][0]:.4f} / {info['final_loss']:.4f}")
     for key in ("rewards/margins", "rewards/accuracies"):
         if key in last:
@@ -281,7 +295,7 @@ def grpo(quiet, show_example, drift_prompts, **options):
         f"grpo: {len(info['steps'])} step(s) on {info['prompts']} prompts in "
         f"{info['time_s']:.0f} s; "
         f"loss {fmt(info['final_loss'])}; mean reward {fmt(info['first_reward'])} (first step) "
-        f"-> {fmt(info['last_reward'])} (last step)"
+        f"-> {fmt(info['last_reward'])} (last step); responses per step {_batch(info)}"
     )
     run_drift_check(settings.model, settings.out, drift_prompts)
     click.echo(
