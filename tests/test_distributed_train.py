@@ -11,7 +11,8 @@ What is checked: 2 processes x 2 pairs end with the parameters of 1 process x 4 
 same seed (and each step's two shards together are the single process's batch); only one
 process writes (one checkpoint, one summary, no stray temporary directory) and the check that
 says so catches a run where every rank writes; ``train.json`` records the world size and the
-global batch; the reward model and GRPO run to the end.
+global batch; the reward model's own loop (which shards each batch itself) also ends as on
+one process; GRPO runs to the end; ``rlaif loop --train-launcher`` trains through a launch.
 """
 
 from __future__ import annotations
@@ -244,21 +245,32 @@ def test_every_rank_writing_is_caught(tmp_path, tiny, prefs):
     assert problems
 
 
-def test_reward_model_on_two_processes(tmp_path, tiny, prefs):
+def test_reward_model_on_two_processes_matches_one_process(tmp_path, tiny, prefs):
+    """rlaif's own reward loop shards each seeded global batch by rank; 2 x 2 equals 1 x 4."""
     from rlaif.train.reward import RewardModel
 
-    out = tmp_path / "run" / "rm"
-    out.parent.mkdir()
-    args = ["train", "reward", "--data", str(prefs), "--model", f"hf:{tiny}", "--out", str(out)]
-    args += ["--batch-size", "2", "--epochs", "2", "--held-out", "0.25", "--quiet"]
-    proc = launch(args)
-    assert writer_problems(proc, out, "reward model: ") == []
-    info = json.loads((out / "train.json").read_text())
-    assert info["world_size"] == 2 and info["global_batch_size"] == 4
+    runs = {}
+    for processes, batch in ((1, 4), (2, 2)):
+        out = tmp_path / f"run-{processes}" / "rm"
+        out.parent.mkdir()
+        args = ["train", "reward", "--data", str(prefs), "--model", f"hf:{tiny}"]
+        args += ["--out", str(out), "--batch-size", str(batch), "--epochs", "2"]
+        args += ["--held-out", "0.25", "--learning-rate", "1e-3", "--quiet"]
+        proc = launch(args, processes)
+        assert writer_problems(proc, out, "reward model: ") == []
+        runs[processes] = out, json.loads((out / "train.json").read_text())
+    (one_out, one), (two_out, two) = runs[1], runs[2]
+    assert two["world_size"] == 2 and two["global_batch_size"] == 4
     # 6 training pairs (2 of 8 prompts held out) in global batches of 4: 2 steps an epoch
-    assert info["pairs"]["train"] == 6 and info["steps"] == 4
-    assert info["held_out"]["n"] == 2
-    assert RewardModel.load(str(out)).score(["Hi"], ["Hello."])
+    assert two["pairs"]["train"] == 6 and two["steps"] == one["steps"] == 4
+    assert two["held_out"]["n"] == 2
+    # the logged loss and accuracy are the global batch's, so they are the single process's
+    assert two["losses"] == pytest.approx(one["losses"], abs=1e-6)
+    assert two["accuracies"] == one["accuracies"]
+    diff = _max_diff(one_out, two_out)
+    print(f"reward model: max |2x2 - 1x4| = {diff:.3g}")
+    assert diff <= TOLERANCE
+    assert RewardModel.load(str(two_out)).score(["Hi"], ["Hello."])
 
 
 def test_grpo_with_a_rule_judge_on_two_processes(tmp_path, tiny):
