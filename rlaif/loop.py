@@ -4,7 +4,9 @@ Round i, in ``OUT/round-i/``:
 
 1. ``run/``: the main job (:mod:`rlaif.pipeline`) on this round's prompts, answered by the
    current policy and labelled by the judge (``preferences.jsonl``);
-2. ``policy/``: DPO (:mod:`rlaif.train.dpo`) from the current policy on those labels;
+2. ``policy/``: DPO (:mod:`rlaif.train.dpo`) from the current policy on those labels, in
+   this process or, with ``train_launcher`` (``accelerate launch --num_processes 2``), as
+   ``LAUNCHER -m rlaif train dpo ...`` in the processes the launcher starts;
 3. ``winrate/``: the new policy against the current one on held-out prompts
    (:mod:`rlaif.evaluate.winrate`).
 
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,6 +92,9 @@ class LoopConfig:
     #: "gguf": trained policies answer through their GGUF export and llama.cpp (about 4x
     #: faster; checkpoints the export refuses stay on transformers); "hf": transformers
     generate_with: str = "gguf"
+    #: a command that starts processes (``accelerate launch --num_processes 2``): each
+    #: round's DPO runs as ``LAUNCHER -m rlaif train dpo ...``; None: in this process
+    train_launcher: str | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -113,6 +120,8 @@ class LoopConfig:
             raise ValueError(f"revision_rounds must be >= 0, not {self.revision_rounds}")
         if self.n_responses < 2 and self.revision_rounds == 0:
             raise ValueError("n_responses=1 with revision_rounds=0 forms no pair to train on")
+        if self.train_launcher is not None and not shlex.split(self.train_launcher):
+            raise ValueError("train_launcher is empty; leave it out to train in this process")
 
     def identity(self) -> dict:
         """What makes a loop directory this loop (everything but the number of rounds)."""
@@ -123,6 +132,10 @@ class LoopConfig:
             d.pop("dpo_nll_weight")
         if d["dpo_degenerate_chosen"] == "keep":  # as every loop written before the setting
             d.pop("dpo_degenerate_chosen")
+        # in this process, as every loop written before the setting; a launcher changes the
+        # global batch (batch size x processes), so it is part of what the loop is
+        if d["train_launcher"] is None:
+            d.pop("train_launcher")
         for key in ("prompts", "eval_prompts"):
             if d[key]:
                 d[key + "_sha256"] = file_sha256(d[key])
@@ -330,31 +343,92 @@ def _stage_run(config, rd: Path, prompts_path: Path, policy: str, i: int, show, 
 def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
     from rlaif.train.dpo import DPOSettings, train_dpo
 
-    data = rd / "run" / "preferences.jsonl"
+    settings = DPOSettings(
+        data=str(rd / "run" / "preferences.jsonl"),
+        out=rd / "policy",
+        model=model,
+        max_steps=config.dpo_steps,
+        batch_size=config.dpo_batch_size,
+        learning_rate=config.dpo_learning_rate,
+        beta=config.dpo_beta,
+        nll_weight=config.dpo_nll_weight,
+        degenerate_chosen=config.dpo_degenerate_chosen,
+        min_margin=config.min_margin,
+        loss=config.loss,
+        lora=config.lora,
+        seed=config.seed,
+    )
+    if config.train_launcher:
+        return _launch_dpo(config.train_launcher, settings, rd, i)
     try:
-        return train_dpo(
-            DPOSettings(
-                data=str(data),
-                out=rd / "policy",
-                model=model,
-                max_steps=config.dpo_steps,
-                batch_size=config.dpo_batch_size,
-                learning_rate=config.dpo_learning_rate,
-                beta=config.dpo_beta,
-                nll_weight=config.dpo_nll_weight,
-                degenerate_chosen=config.dpo_degenerate_chosen,
-                min_margin=config.min_margin,
-                loss=config.loss,
-                lora=config.lora,
-                seed=config.seed,
-            ),
-            show_progress=show,
-        )
+        return train_dpo(settings, show_progress=show)
     except InputError as e:
         raise RunError(
             f"round {i}: no usable training pairs ({e}); raise --prompts-per-round or "
             "--n-responses, or lower --min-margin"
         ) from e
+
+
+def dpo_command(launcher: str, settings) -> list[str]:
+    """``LAUNCHER -m rlaif train dpo ...`` for these :class:`~rlaif.train.dpo.DPOSettings`.
+
+    The launcher's words come first (``accelerate launch --num_processes 2``, ``torchrun
+    --nproc_per_node 2``); ``-m rlaif`` is the module every process runs.
+    """
+    cmd = [*shlex.split(launcher), "-m", "rlaif", "train", "dpo"]
+    cmd += ["--data", settings.data, "--out", str(settings.out), "--model", settings.model]
+    for option, value in (
+        ("--max-steps", settings.max_steps),
+        ("--batch-size", settings.batch_size),
+        ("--learning-rate", settings.learning_rate),
+        ("--beta", settings.beta),
+        ("--nll-weight", settings.nll_weight),
+        ("--degenerate-chosen", settings.degenerate_chosen),
+        ("--min-margin", settings.min_margin),
+        ("--loss", settings.loss),
+        ("--max-length", settings.max_length),
+        ("--seed", settings.seed),
+    ):
+        cmd += [option, str(value)]
+    if settings.lora:
+        cmd.append("--lora")
+    # the loop measures drift itself, beside each win rate
+    return [*cmd, "--drift-prompts", "0", "--quiet"]
+
+
+#: the file beside ``policy/`` that keeps what a launched DPO printed
+LAUNCH_LOG = "dpo-launch.log"
+
+
+def _launch_dpo(launcher: str, settings, rd: Path, i: int) -> dict:
+    """Run the round's DPO through the launcher; its ``train.json``, or RunError on failure.
+
+    What the processes print goes to ``rd/dpo-launch.log`` (the command on its first line).
+    """
+    cmd = dpo_command(launcher, settings)
+    log_path = rd / LAUNCH_LOG
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(shlex.join(cmd) + "\n")
+        log.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+        except OSError as e:
+            raise RunError(
+                f"round {i}: could not start --train-launcher {launcher!r} ({e}); give a "
+                "command on the PATH, e.g. 'accelerate launch --num_processes 2'"
+            ) from e
+    if proc.returncode != 0:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        errors = [line for line in lines if line.startswith("error:")]
+        tail = "\n".join((errors or lines)[-5:])
+        raise RunError(
+            f"round {i}: DPO through --train-launcher failed (exit status {proc.returncode}); "
+            f"the full output is in {log_path}; it ends:\n{tail}"
+        )
+    info = _read_json(settings.out / "train.json")
+    if not info:
+        raise RunError(f"round {i}: the launched DPO exited 0 but wrote no {settings.out}")
+    return info
 
 
 def _stage_winrate(config, rd, policy, baseline, eval_path, show, log, i) -> dict:

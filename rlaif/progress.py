@@ -59,6 +59,13 @@ class LineProgress:
         self._print(f"{description.strip()}: started{size}")
         return task_id
 
+    def remove_task(self, task_id: int) -> None:
+        """End a stage as rich's ``remove_task`` does: its closing line if it has not printed
+        one, then nothing more for it (the task keeps its id, so ids stay unique)."""
+        task = self.tasks[task_id]
+        if not task.finished:
+            self._finish(task)
+
     def advance(self, task_id: int, advance: float = 1) -> None:
         """Count ``advance`` more units of work done."""
         self.update(task_id, advance=advance)

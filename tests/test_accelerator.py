@@ -19,6 +19,13 @@ def no_env(monkeypatch):
     monkeypatch.delenv("RLAIF_DEVICE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def no_launcher(monkeypatch):
+    """Not under ``accelerate launch``, whatever started the tests."""
+    monkeypatch.delenv(accelerator.LAUNCHER_CPU, raising=False)
+    monkeypatch.delenv(accelerator.LAUNCHER_PRECISION, raising=False)
+
+
 def fake_gpu(monkeypatch, *, bf16: bool = True) -> None:
     """Make torch report a CUDA GPU (with or without bf16) without touching one."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -54,6 +61,35 @@ def test_rlaif_device_cpu_keeps_a_visible_gpu_out(monkeypatch, value):
     assert accelerator.device() == "cpu"
     assert accelerator.use_bf16() is False
     assert accelerator.inference_dtype() is torch.float32
+
+
+@pytest.mark.parametrize("value", ["True", "true", "1"])
+def test_accelerate_launch_cpu_keeps_a_visible_gpu_out(no_env, monkeypatch, value):
+    """``accelerate launch --cpu`` sets ACCELERATE_USE_CPU=True in every process it starts."""
+    fake_gpu(monkeypatch)
+    monkeypatch.setenv(accelerator.LAUNCHER_CPU, value)
+    assert accelerator.device() == "cpu"
+    assert accelerator.use_bf16() is False
+    monkeypatch.setenv(accelerator.LAUNCHER_CPU, "False")  # what it sets without --cpu
+    assert accelerator.device() == "cuda"
+
+
+def test_rlaif_device_cuda_against_accelerate_launch_cpu_is_an_error(monkeypatch):
+    fake_gpu(monkeypatch)
+    monkeypatch.setenv("RLAIF_DEVICE", "cuda")
+    monkeypatch.setenv(accelerator.LAUNCHER_CPU, "True")
+    with pytest.raises(RlaifError, match="RLAIF_DEVICE=cuda but the launcher asked for the CPU"):
+        accelerator.device()
+
+
+def test_the_launchers_mixed_precision_decides_bf16(no_env, monkeypatch):
+    fake_gpu(monkeypatch)
+    monkeypatch.setenv(accelerator.LAUNCHER_PRECISION, "no")
+    assert accelerator.use_bf16() is False  # though the GPU has bf16
+    assert accelerator.inference_dtype() is torch.float32
+    monkeypatch.setenv(accelerator.LAUNCHER_PRECISION, "bf16")
+    assert accelerator.use_bf16() is True
+    assert _config(DPOSettings(data="x", out="o"), steps=1, work_dir="w")["bf16"] is True
 
 
 def test_bad_rlaif_device_is_a_clear_error(monkeypatch):

@@ -83,8 +83,12 @@ def test_rounds_table():
     final = {**row, "round": "final", "pairs": None, "dpo_final_loss": None, "guards": guards}
     table = rounds_table([row], final).splitlines()
     assert table[3] == (
-        "| final | - | - | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% | 30 / 80 | 12%, 0% |"
+        "| final | - | - | 62.5% | 25.0% - 100.0% | 4 / 2 / 2 | 8 | 51.0% | 30 / 80 | 12%, 0%, - |"
     )
+    # guards written with the truncated share show it as the third figure
+    guards["policy"] = {**health, "truncated": 0.25}
+    table = rounds_table([row], {**final, "guards": guards}).splitlines()
+    assert table[3].endswith("| 30 / 80 | 12%, 0%, 25% |")
 
 
 def _loop(tmp_path: Path, policy: Path, rounds: int) -> subprocess.CompletedProcess:

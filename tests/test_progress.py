@@ -42,6 +42,22 @@ def test_line_progress_is_quiet_between_intervals_and_closes_open_tasks():
     assert len(lines) == 2
 
 
+def test_line_progress_removes_a_task_as_rich_does():
+    """``rlaif train reward``'s held-out evaluation removes its task (it crashed piped)."""
+    out = io.StringIO()
+    progress = LineProgress(stream=out, interval=3600.0)
+    first = progress.add_task("evaluate", total=4)
+    progress.advance(first)
+    progress.remove_task(first)
+    second = progress.add_task("reward", total=1)
+    assert second != first
+    progress.advance(second)
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"evaluate: 1/4 in \d+\.\d s", lines[1]), lines
+    assert len(lines) == 4 and lines[2] == "reward: started (1 to do)"
+
+
 def test_make_progress_picks_lines_off_a_terminal():
     assert isinstance(make_progress(console=Console(file=io.StringIO())), LineProgress)
     terminal = Console(file=io.StringIO(), force_terminal=True)

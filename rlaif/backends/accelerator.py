@@ -4,6 +4,10 @@ A CUDA GPU that torch can see is used, in bf16 where the GPU supports it; otherw
 runs on the CPU in float32, the default the tests run. ``RLAIF_DEVICE=cpu`` keeps a visible GPU
 out of it; ``RLAIF_DEVICE=cuda`` insists on one. The GPU path has never been run on a GPU in
 this project's CI: its tests run on CPUs, with the GPU checks faked.
+
+Under ``accelerate launch`` the launcher's choices win, so rlaif does not fight them: ``--cpu``
+(``ACCELERATE_USE_CPU``) means the CPU, and ``--mixed_precision`` (``ACCELERATE_MIXED_PRECISION``)
+decides bf16 instead of the GPU's support for it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ if TYPE_CHECKING:
 #: the environment variable that picks the device; unset: a GPU if torch sees one
 ENV = "RLAIF_DEVICE"
 DEVICES = ("cpu", "cuda")
+#: what ``accelerate launch --cpu`` and ``--mixed_precision`` set in every process they start
+LAUNCHER_CPU = "ACCELERATE_USE_CPU"
+LAUNCHER_PRECISION = "ACCELERATE_MIXED_PRECISION"
+
+
+def _launcher_cpu() -> bool:
+    return os.environ.get(LAUNCHER_CPU, "").strip().lower() in ("1", "true", "yes")
+
+
+def launcher_precision() -> str | None:
+    """The mixed precision ``accelerate launch`` asked for (``no``, ``bf16``, ...), or None."""
+    value = os.environ.get(LAUNCHER_PRECISION, "").strip().lower()
+    return value or None
 
 
 def device() -> str:
@@ -34,6 +51,13 @@ def device() -> str:
         )
     if value == "cpu":
         return "cpu"
+    if _launcher_cpu():
+        if value == "cuda":
+            raise RlaifError(
+                f"{ENV}=cuda but the launcher asked for the CPU ({LAUNCHER_CPU}, from "
+                f"'accelerate launch --cpu'); drop one of the two"
+            )
+        return "cpu"
     if torch.cuda.is_available():
         return "cuda"
     if value == "cuda":
@@ -45,9 +69,16 @@ def device() -> str:
 
 
 def use_bf16() -> bool:
-    """Whether torch work runs in bf16: on a CUDA device that supports it, never on the CPU."""
+    """Whether torch work runs in bf16: on a CUDA device that supports it, never on the CPU.
+
+    Under ``accelerate launch`` bf16 is what its ``--mixed_precision`` says, on the device
+    :func:`device` gives.
+    """
     import torch
 
+    launched = launcher_precision()
+    if launched is not None:
+        return launched == "bf16"
     return device() == "cuda" and torch.cuda.is_bf16_supported()
 
 
@@ -59,9 +90,12 @@ def inference_dtype() -> torch.dtype:
 
 
 def autocast() -> contextlib.AbstractContextManager:
-    """bf16 autocast on the GPU where :func:`use_bf16` (weights stay float32); else nothing."""
+    """bf16 autocast where :func:`use_bf16` (weights stay float32); else nothing.
+
+    On :func:`device`: the GPU, or the CPU when a launcher asked for bf16 there.
+    """
     import torch
 
     if use_bf16():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(device(), dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -93,9 +93,17 @@ def convert_embedded(dest: Path | None = None) -> Path:
         model.generation_config = loaded.generation_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if is_checkpoint(dest):  # another process (a launch's other rank) finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return dest
         if dest.exists():  # a broken earlier attempt under the final name
             shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not is_checkpoint(dest):  # not the race with another process: a real failure
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -203,7 +203,7 @@ def _guards_note(m: dict) -> str:
 
 
 def _truncated_note(p: dict, b: dict) -> str:
-    """", cut at --max-tokens x% / y%" when the metrics carry it (older ones do not)."""
+    """ ", cut at --max-tokens x% / y%" when the metrics carry it (older ones do not)."""
     if "truncated" not in p or "truncated" not in b:
         return ""
     return f", cut at --max-tokens {p['truncated']:.0%} / {b['truncated']:.0%}"

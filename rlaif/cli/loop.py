@@ -73,6 +73,13 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
     "with llama.cpp (about 4x faster; checkpoints of another architecture stay on "
     "transformers); hf runs them with transformers.",
 )
+@LOOP.option(
+    "train_launcher",
+    help="Run each round's DPO as 'LAUNCHER -m rlaif train dpo ...', e.g. "
+    '"accelerate launch --multi_gpu --num_processes 2" or "torchrun --nproc_per_node 2" '
+    "(--dpo-batch-size is then per process); its output goes to round-N/dpo-launch.log. "
+    "Default: in this process.",
+)
 @opt.seed(LOOP)
 @opt.quiet()
 def loop(quiet, **options):

@@ -38,7 +38,12 @@ def _preference_options(settings: opt.Settings) -> opt.Decorator:
             type=opt.AT_LEAST_1,
             help="Stop after N optimizer steps (overrides --epochs).",
         ),
-        settings.option("batch_size", type=opt.AT_LEAST_1, help="Pairs per optimizer step."),
+        settings.option(
+            "batch_size",
+            type=opt.AT_LEAST_1,
+            help="Pairs per optimizer step; under accelerate launch, per process (the global "
+            "batch is this x processes).",
+        ),
         click.option("--lora", is_flag=True, help="Train a LoRA adapter (r=16), merged on save."),
         opt.seed(settings),
         opt.quiet("No progress bar."),
@@ -57,6 +62,19 @@ def _max_length(settings: opt.Settings, longer: str) -> opt.Decorator:
     return settings.option(
         "max_length", type=click.IntRange(min=8), help=f"Tokens of prompt + response; {longer}."
     )
+
+
+def _batch(info: dict) -> str:
+    """The global batch and how it was made: under a launcher, per process x processes.
+
+    Always printed, so that a launch that started fewer processes than asked (``accelerate
+    launch --cpu`` starts one) shows it.
+    """
+    n = info["world_size"]
+    made = f"{info['per_device_batch_size']} x {n} process{'es' if n != 1 else ''}"
+    if info["gradient_accumulation_steps"] != 1:
+        made += f" x {info['gradient_accumulation_steps']} accumulated"
+    return f"{info['global_batch_size']} ({made})"
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -88,6 +106,7 @@ def train_reward_cmd(quiet, show_example, **options):
     held-out prompts, before and after training: pairwise accuracy (95% bootstrap interval),
     Brier score and ECE against p_chosen, and the Brier score of always saying 0.5.
     """
+    from rlaif.train import distributed
     from rlaif.train.reward import reward_example, train_reward
 
     settings = opt.settings_from(REWARD, **options)
@@ -95,12 +114,14 @@ def train_reward_cmd(quiet, show_example, **options):
         click.echo(reward_example(settings), nl=False)
         return
     info = train_reward(settings, show_progress=not quiet)
+    if not distributed.is_main_process():
+        return  # under a launcher the main process reports the run
     before, after = info["held_out_before"], info["held_out"]
     pairs = info["pairs"]
     console.print(
         f"pairs: {pairs['total']} read, {pairs['train']} to train, {pairs['held_out']} held out"
         f"   steps: {info['steps']}   final loss: {info['final_loss']:.4f}"
-        f"   time: {info['train_seconds']:.0f} s"
+        f"   batch: {_batch(info)}   time: {info['train_seconds']:.0f} s"
     )
     if not after.get("n"):
         console.print(
@@ -181,6 +202,7 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     preference against the judge's p_chosen, per pair. --min-margin drops undecided pairs.
     The reference is the starting model.
     """
+    from rlaif.train import distributed
     from rlaif.train.dpo import dpo_example, select_pairs, train_dpo
 
     settings = opt.settings_from(DPO, **options)
@@ -188,18 +210,23 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     if show_example:
         click.echo(dpo_example(settings), nl=False)
         return
-    console.print(
-        f"pairs: {counts['read']} read, {counts['kept']} kept, {counts['dropped_low_margin']} "
-        f"below --min-margin {settings.min_margin}, {counts['dropped_degenerate_chosen']} with "
-        f"a degenerate chosen answer left out; --loss {settings.loss}, mean target "
-        f"{counts['mean_target']:.3f}"
-    )
+    main = distributed.is_main_process()  # under a launcher the main process reports the run
+    if main:
+        console.print(
+            f"pairs: {counts['read']} read, {counts['kept']} kept, "
+            f"{counts['dropped_low_margin']} below --min-margin {settings.min_margin}, "
+            f"{counts['dropped_degenerate_chosen']} with a degenerate chosen answer left out; "
+            f"--loss {settings.loss}, mean target {counts['mean_target']:.3f}"
+        )
     info = train_dpo(settings, show_progress=not quiet)
+    if not main:
+        return
     last = info["last_step"]
     table = Table(title="dpo")
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("steps", str(info["steps"]))
+    table.add_row("pairs per step", _batch(info))
     table.add_row("first / final loss", f"{info['losses'][0]:.4f} / {info['final_loss']:.4f}")
     for key in ("rewards/margins", "rewards/accuracies"):
         if key in last:
@@ -227,7 +254,11 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
 @opt.model("--judge", GRPO, prefix="With --reward judge. ")
 @opt.constitution(GRPO, why="principles the judge rates by")
 @GRPO.option("max_steps", type=opt.AT_LEAST_1)
-@GRPO.option("prompts_per_step", type=opt.AT_LEAST_1)
+@GRPO.option(
+    "prompts_per_step",
+    type=opt.AT_LEAST_1,
+    help="Prompts per optimizer step; under accelerate launch, per process.",
+)
 @GRPO.option(
     "num_generations",
     type=click.IntRange(min=2),
@@ -254,6 +285,7 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
 @opt.drift
 def grpo(quiet, show_example, drift_prompts, **options):
     """Online RL (GRPO) with the AI judge, or a trained reward model, as the reward."""
+    from rlaif.train import distributed
     from rlaif.train.grpo import grpo_example, train_grpo
 
     settings = opt.settings_from(GRPO, **options)
@@ -261,6 +293,8 @@ def grpo(quiet, show_example, drift_prompts, **options):
         click.echo(grpo_example(settings), nl=False)
         return
     info = train_grpo(settings, show_progress=not quiet)
+    if not distributed.is_main_process():
+        return  # under a launcher the main process reports the run
 
     def fmt(x):
         return "-" if x is None else f"{x:+.4f}"
@@ -269,7 +303,7 @@ def grpo(quiet, show_example, drift_prompts, **options):
         f"grpo: {len(info['steps'])} step(s) on {info['prompts']} prompts in "
         f"{info['time_s']:.0f} s; "
         f"loss {fmt(info['final_loss'])}; mean reward {fmt(info['first_reward'])} (first step) "
-        f"-> {fmt(info['last_reward'])} (last step)"
+        f"-> {fmt(info['last_reward'])} (last step); responses per step {_batch(info)}"
     )
     run_drift_check(settings.model, settings.out, drift_prompts)
     click.echo(

@@ -64,8 +64,9 @@ TARGET = "dpo_target"
 class DPOSettings(PairTrainingSettings):
     """What ``rlaif train dpo`` does; defaults sized for the embedded model on a 2-core CPU."""
 
-    #: 2 epochs at 2e-5: 69 rule-labelled pairs took the held-out pass rate of the embedded
-    #: model from 6% to 53% (KL 0.1 nats/token); 1 epoch at 5e-6 left it where it was
+    #: 2 epochs (at the learning rate 2e-5 of PairTrainingSettings); the effect tests measure
+    #: what DPO alone does to the embedded model at 2 epochs of 3e-5 on held-out prompts
+    #: (tests/test_effect_training.py, the README's effect-test table)
     epochs: int = 2
     #: DPO's KL strength: higher keeps the policy closer to the reference
     beta: float = 0.1
@@ -219,6 +220,42 @@ def _trainer_classes():
             if TARGET not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, TARGET]
 
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            # TRL caches the reference log-probs in a file that only the main process writes,
+            # next to the dataset's own cache file; an in-memory dataset (ours) has none, so
+            # each process looks in its own temporary directory and the others never find the
+            # file. With several processes they are computed as TRL does (each process its
+            # share of the pairs, gathered in order) and kept in memory by every process.
+            if self.accelerator.num_processes == 1:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            from torch.utils.data import DataLoader
+            from trl.models import prepare_deepspeed
+
+            loader = self.accelerator.prepare(
+                DataLoader(
+                    dataset,
+                    batch_size=batch_size,
+                    collate_fn=self.data_collator,
+                    num_workers=self.args.dataloader_num_workers,
+                    pin_memory=self.args.dataloader_pin_memory,
+                    shuffle=False,
+                )
+            )
+            model = self.model
+            if self.is_deepspeed_enabled:  # ZeRO shards the parameters: an inference engine
+                if self._precompute_engine is None:
+                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+                model = self._precompute_engine
+            chosen, rejected = [], []
+            for batch in loader:
+                logps = self.accelerator.gather_for_metrics(
+                    self.compute_ref_log_probs(model, batch)
+                )
+                chosen.append(logps[0].cpu())
+                rejected.append(logps[1].cpu())
+            dataset = dataset.add_column("ref_chosen_logps", torch.cat(chosen).tolist())
+            return dataset.add_column("ref_rejected_logps", torch.cat(rejected).tolist())
+
         def compute_ref_log_probs(self, model, inputs):
             inputs = {k: v for k, v in inputs.items() if k != TARGET}
             return super().compute_ref_log_probs(model, inputs)
@@ -298,6 +335,8 @@ def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
         gradient_checkpointing=False,
         dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",
+        # every parameter takes part in the loss: no search for unused ones under DDP
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -311,7 +350,11 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig
 
-    steps = settings.max_steps or settings.epochs * math.ceil(len(pairs) / settings.batch_size)
+    from rlaif.train import distributed
+
+    # an epoch is one pass over the pairs in global batches (every process's batch together)
+    global_batch = settings.batch_size * distributed.world_size()
+    steps = settings.max_steps or settings.epochs * math.ceil(len(pairs) / global_batch)
     with warnings.catch_warnings():
         # transformers 5 renames gradient_checkpointing; TRL's config still sets the old name
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
@@ -385,6 +428,9 @@ def dpo_example(settings: DPOSettings) -> str:
 def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     """Train a policy with DPO on ``settings.data``; save it to ``settings.out``; return info.
 
+    Under a launcher (``accelerate launch``) every process trains and returns the info; only
+    the main one saves (:mod:`rlaif.train.distributed`), and ``batch_size`` is per process.
+
     The info (also written to ``DIR/train.json``) holds the settings, what was kept, the loss
     per step, TRL's reward margins/accuracies of the last step, the record form trained on
     and the keys of the prompts trained on (:mod:`rlaif.train.provenance`).
@@ -392,12 +438,14 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     import torch
 
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train import distributed
     from rlaif.train.curves import training_curves_png
     from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_policy
     from rlaif.train.progress import trainer_progress_callback
     from rlaif.train.provenance import training_record
 
     check_out_dir(settings.out)
+    show_progress = show_progress and distributed.is_main_process()  # one bar, not one a rank
     pairs, counts = select_pairs(settings)
     torch.set_num_threads(_default_threads())
     model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
@@ -437,8 +485,11 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
         "train_tokens": trainer.state.num_input_tokens_seen,
         "format": "conversational" if getattr(tokenizer, "chat_template", None) else "text",
         "train_prompts": training_record([p.prompt for p in pairs], settings.model),
+        **distributed.batch_record(settings.batch_size, trainer.args.gradient_accumulation_steps),
     }
-    train_json = json.dumps(info, indent=2) + "\n"
-    extra = {"train.json": train_json, "training_curves.png": training_curves_png(info)}
-    save_policy(trainer.model, tokenizer, settings.out, extra=extra)
+    if distributed.is_main_process():
+        train_json = json.dumps(info, indent=2) + "\n"
+        extra = {"train.json": train_json, "training_curves.png": training_curves_png(info)}
+        save_policy(trainer.model, tokenizer, settings.out, extra=extra)
+    distributed.wait_for_everyone()
     return info

@@ -170,7 +170,11 @@ def grpo_example(settings: GRPOSettings) -> str:
 
 
 def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
-    """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds."""
+    """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds.
+
+    Under a launcher every process samples and trains on its share of each step's prompts;
+    only the main one saves (:mod:`rlaif.train.distributed`).
+    """
     dataset = _check_inputs(settings)
     import torch
     from transformers.trainer_callback import PrinterCallback
@@ -178,12 +182,14 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
 
     from rlaif.backends.accelerator import device, use_bf16
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train import distributed
     from rlaif.train.curves import training_curves_png
     from rlaif.train.models import load_model_and_tokenizer, save_policy
     from rlaif.train.progress import trainer_progress_callback
     from rlaif.train.provenance import training_record
 
     started = time.time()
+    show_progress = show_progress and distributed.is_main_process()  # one bar, not one a rank
     torch.set_num_threads(_default_threads())
     reward = make_reward(settings)
     model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
@@ -237,14 +243,20 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
         "prompts": len(dataset),
         "time_s": round(time.time() - started, 1),
         "train_prompts": training_record(dataset["prompt"], settings.model),
+        # sampled responses per optimizer step, over every process
+        **distributed.batch_record(
+            args.per_device_train_batch_size, args.gradient_accumulation_steps
+        ),
     }
-    save_policy(
-        trainer.model,
-        tokenizer,
-        settings.out,
-        extra={
-            "train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n",
-            "training_curves.png": training_curves_png(info),
-        },
-    )
+    if distributed.is_main_process():
+        save_policy(
+            trainer.model,
+            tokenizer,
+            settings.out,
+            extra={
+                "train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                "training_curves.png": training_curves_png(info),
+            },
+        )
+    distributed.wait_for_everyone()
     return info

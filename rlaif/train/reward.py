@@ -207,12 +207,18 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     The info (also written to ``DIR/train.json``, and drawn in ``DIR/training_curves.png``)
     holds the settings, the pair counts, the loss and the batch's pairwise accuracy per step
     and the held-out metrics before and after training.
+
+    Under a launcher (``accelerate launch``) ``batch_size`` is per process and the processes
+    train one model together (DDP); only the main one measures the held-out pairs, saves the
+    model and returns them (the others' ``held_out`` is None).
     """
     import torch
     import torch.nn.functional as F
+    from accelerate import Accelerator
 
     from rlaif.backends.accelerator import autocast, device
     from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train import distributed
     from rlaif.train.curves import training_curves_png
     from rlaif.train.models import add_lora, check_out_dir, save_policy
     from rlaif.train.progress import training_progress
@@ -224,16 +230,26 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     if not train:
         raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
     torch.set_num_threads(_default_threads())
+    # one process, or each of a launch's (accelerate launch: DDP, the launcher's device)
+    accelerator = Accelerator(cpu=device() == "cpu")
+    main = distributed.is_main_process()
+    show_progress = show_progress and main
     torch.manual_seed(settings.seed)
     rm = RewardModel.load(settings.model, num_labels_new=True, max_length=settings.max_length)
     if settings.lora:
         rm.model = add_lora(rm.model, task_type="SEQ_CLS")
-    # float32 weights on the GPU if there is one; the forward passes autocast to bf16 there
-    rm.model.to(device())
     optimizer = torch.optim.AdamW(
         [p for p in rm.model.parameters() if p.requires_grad], lr=settings.learning_rate
     )
-    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    # float32 weights on the process's device; the forward passes autocast to bf16 on a GPU
+    wrapped, optimizer = accelerator.prepare(rm.model, optimizer)
+    plain = accelerator.unwrap_model(wrapped)
+    world, index = accelerator.num_processes, accelerator.process_index
+    # every process draws the same global batch of batch_size x processes pairs (same seed)
+    # and trains on its own slice of it; DDP averages the gradients, so a step is the one a
+    # single process would take on the whole global batch
+    global_batch = settings.batch_size * world
+    steps_per_epoch = math.ceil(len(train) / global_batch)
     # --max-steps overrides the epochs (as in transformers' Trainer)
     total = settings.max_steps or steps_per_epoch * settings.epochs
     rng = random.Random(settings.seed)
@@ -241,47 +257,56 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     # the share of the batch's decided pairs (p_chosen != 0.5) the reward ranks as the label
     accuracies: list[float | None] = []
     started = time.perf_counter()
+    before = after = None
     with training_progress(show_progress) as progress:
         rm.model.eval()
-        with autocast():
-            before = evaluate_pairs(rm, held, progress=progress)
+        if main:  # the held-out metrics are the main process's to report
+            with autocast():
+                before = evaluate_pairs(rm, held, progress=progress)
         task = progress.add_task("reward", total=total, info="")
+        rm.model = wrapped
         rm.model.train()
         loop_started, tokens_before = time.perf_counter(), rm.tokens_seen
         cpu_started = time.process_time()
         order: list[PreferencePair] = []
         for _ in range(total):
-            if len(order) < settings.batch_size:
+            if len(order) < global_batch:
                 epoch = list(train)
                 rng.shuffle(epoch)
                 order += epoch
-            batch, order = order[: settings.batch_size], order[settings.batch_size :]
+            batch = order[index * settings.batch_size : (index + 1) * settings.batch_size]
+            order = order[global_batch:]
             target = torch.tensor(
                 [hard_target(p.p_chosen) if settings.hard_labels else p.p_chosen for p in batch],
                 dtype=torch.float32,
-                device=rm.model.device,
+                device=accelerator.device,
             )
             with autocast():
                 logits = pair_logits(rm, batch)
                 loss = F.binary_cross_entropy_with_logits(logits, target)
-            decided = target != 0.5
+            # the whole global batch's logits and targets, for the logged loss and accuracy
+            all_logits, all_target = accelerator.gather((logits.detach().float(), target))
+            decided = all_target != 0.5
             accuracies.append(
-                ((logits > 0) == (target > 0.5))[decided].float().mean().item()
+                ((all_logits > 0) == (all_target > 0.5))[decided].float().mean().item()
                 if bool(decided.any())
                 else None
             )
             optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(rm.model.parameters(), 1.0)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(wrapped.parameters(), 1.0)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(accelerator.reduce(loss.detach(), reduction="mean").item())
             progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}")
         loop_seconds = time.perf_counter() - loop_started
         loop_cpu_seconds = time.process_time() - cpu_started
-        train_tokens = rm.tokens_seen - tokens_before
+        tokens = torch.tensor(rm.tokens_seen - tokens_before, device=accelerator.device)
+        train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
+        rm.model = plain
         rm.model.eval()
-        with autocast():
-            after = evaluate_pairs(rm, held, progress=progress)
+        if main:
+            with autocast():
+                after = evaluate_pairs(rm, held, progress=progress)
     info = {
         "method": "reward",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
@@ -298,10 +323,13 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         "train_loop_cpu_seconds": loop_cpu_seconds,
         "train_tokens": train_tokens,
         "train_prompts": training_record([p.prompt for p in train], settings.model),
+        **distributed.batch_record(settings.batch_size),
     }
-    extra = {
-        "train.json": json.dumps(info, indent=2) + "\n",
-        "training_curves.png": training_curves_png(info),
-    }
-    save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
+    if main:
+        extra = {
+            "train.json": json.dumps(info, indent=2) + "\n",
+            "training_curves.png": training_curves_png(info),
+        }
+        save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
+    distributed.wait_for_everyone()
     return info
