@@ -219,6 +219,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                 stats.add(pref, record)
                 progress.advance(task)
             timings["label"] = time.time() - t
+            ray_summary = stages.summary()
         timings["total"] = time.time() - started
         info = _run_info(
             config, prompts, prompts_path, constitution, policy, judge_backend, prices, budget
@@ -236,6 +237,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             requests={
                 "executor": config.executor,
                 "retries": dict(_retries(policy_model, judge_model) - retries_before),
+                **({"ray": ray_summary} if ray_summary else {}),
             },
         )
         finish_cost_per_label(info)

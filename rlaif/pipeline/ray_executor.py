@@ -177,6 +177,12 @@ class StageWorker:
             )
         return self._models
 
+    def node_id(self) -> str:
+        """The Ray node this worker runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def run(self, stage: str, batch: list[tuple[Any, dict]]) -> list[list[tuple]]:
         """Do ``stage`` on each ``(item, stored results)``; for each, the calls made for it as
         ``(role, key, kind, result)``."""
@@ -236,6 +242,8 @@ class RayStages:
         self._connected = False
         self._actors: list = []
         self._max_actors = 0
+        self._nodes: dict[Any, str] = {}  # worker -> the Ray node it runs on
+        self.lost = 0
 
     # -- the driver's side of an item ------------------------------------------------------
     def _from_store(self, fn, item) -> tuple[bool, Any, dict[str, dict]]:
@@ -288,9 +296,12 @@ class RayStages:
             if calls is None:  # the worker died: its items go to the others
                 self._actors.remove(actor)
                 self._max_actors -= 1  # not replaced: its node may be gone with it
+                self.lost += 1
                 queue.extendleft(reversed(batch))
                 continue
             idle.append(actor)
+            if actor not in self._nodes:
+                self._nodes[actor] = self._ray.get(actor.node_id.remote())
             for (i, _), item_calls in zip(batch, calls, strict=True):
                 self._record(item_calls)
                 # derived again from the store: where the store held a result the worker made
@@ -351,6 +362,15 @@ class RayStages:
             size = max(1, min(size, cpus))
         return size
 
+    def summary(self) -> dict:
+        """Where the work ran, for run.json: workers started, the nodes of those that sent
+        results, workers lost (their items done again by others)."""
+        return {
+            "workers": len(self._actors) + self.lost,
+            "nodes": len(set(self._nodes.values())),
+            "workers_lost": self.lost,
+        }
+
     def close(self) -> None:
         """Stop the workers; leave the cluster if this run joined or started it."""
         if self._ray is None:
@@ -407,12 +427,21 @@ AUTH_HELP = (
 
 
 def is_auth_error(error: BaseException) -> bool:
-    """Whether joining a cluster failed for a missing or wrong token (from Ray's message)."""
-    text = f"{type(error).__name__} {error}".lower()
-    return any(
-        mark in text
-        for mark in ("invalidauthtoken", "authenticationerror", "unauthenticated", "auth_token")
-    )
+    """Whether joining a cluster failed for a missing or wrong token.
+
+    Read from the messages of the error and its causes: Ray raises ``ConnectionError("Failed to
+    connect to Ray cluster")`` from a ``RuntimeError`` whose text carries the
+    ``AuthenticationError: ... InvalidAuthToken`` of the last attempt.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = f"{type(cause).__name__} {cause}".lower()
+        if "invalidauthtoken" in text or "authenticationerror" in text:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def connect(ray) -> bool:

@@ -160,6 +160,10 @@ class LocalStages:
         threads = stage_concurrency(config.concurrency, *specs)
         return ordered_map(stage_fn(stage, self.models), items, threads)
 
+    def summary(self) -> dict:
+        """Nothing to add to run.json: the stages ran in this process."""
+        return {}
+
     def __enter__(self) -> LocalStages:
         return self
 
