@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -183,17 +184,19 @@ class StageWorker:
 
         return ray.get_runtime_context().get_node_id()
 
-    def run(self, stage: str, batch: list[tuple[Any, dict]]) -> list[list[tuple]]:
-        """Do ``stage`` on each ``(item, stored results)``; for each, the calls made for it as
-        ``(role, key, kind, result)``."""
+    def run(self, stage: str, batch: list[tuple[Any, dict]]) -> tuple[list[list[tuple]], float]:
+        """Do ``stage`` on each ``(item, stored results)``: for each, the calls made for it as
+        ``(role, key, kind, result)``; and the seconds spent on the items (model calls, all
+        but a little), loading the models not included."""
         fn = stage_fn(stage, self.models())
         out = []
+        started = time.perf_counter()
         for item, found in batch:
             self.memory.preload(found)
             self.memory.new = []
             fn(item)
             out.append(self.memory.new)
-        return out
+        return out, time.perf_counter() - started
 
 
 def judge_settings(judge: Judge) -> dict:
@@ -244,6 +247,7 @@ class RayStages:
         self._max_actors = 0
         self._nodes: dict[Any, str] = {}  # worker -> the Ray node it runs on
         self.lost = 0
+        self.busy_s = 0.0  # seconds the workers spent on items, summed over workers
 
     # -- the driver's side of an item ------------------------------------------------------
     def _from_store(self, fn, item) -> tuple[bool, Any, dict[str, dict]]:
@@ -292,13 +296,15 @@ class RayStages:
                 )
             [ref], _ = self._ray.wait(list(in_flight), num_returns=1)
             actor, batch = in_flight.pop(ref)
-            calls = self._get(ref)
-            if calls is None:  # the worker died: its items go to the others
+            answer = self._get(ref)
+            if answer is None:  # the worker died: its items go to the others
                 self._actors.remove(actor)
                 self._max_actors -= 1  # not replaced: its node may be gone with it
                 self.lost += 1
                 queue.extendleft(reversed(batch))
                 continue
+            calls, busy = answer
+            self.busy_s += busy
             idle.append(actor)
             if actor not in self._nodes:
                 self._nodes[actor] = self._ray.get(actor.node_id.remote())
@@ -311,8 +317,9 @@ class RayStages:
                 if not done[i]:
                     queue.append((i, found))
 
-    def _get(self, ref) -> list | None:
-        """A batch's calls; None if its worker died. A worker's RlaifError is raised as it is."""
+    def _get(self, ref) -> tuple | None:
+        """A batch's calls and seconds; None if its worker died. A worker's RlaifError is raised
+        as it is."""
         ray = self._ray
         try:
             return ray.get(ref)
@@ -364,11 +371,13 @@ class RayStages:
 
     def summary(self) -> dict:
         """Where the work ran, for run.json: workers started, the nodes of those that sent
-        results, workers lost (their items done again by others)."""
+        results, workers lost (their items done again by others), and the seconds the workers
+        spent on items, summed (model calls; start-up and model loads not included)."""
         return {
             "workers": len(self._actors) + self.lost,
             "nodes": len(set(self._nodes.values())),
             "workers_lost": self.lost,
+            "worker_busy_s": round(self.busy_s, 3),
         }
 
     def close(self) -> None:
