@@ -145,8 +145,6 @@ def start_head() -> Cluster:
             "false",
             "--dashboard-port",
             str(free_port()),
-            "--ray-client-server-port",
-            str(free_port()),
         )
     except BaseException:
         cluster.stop()

@@ -140,6 +140,7 @@ def test_losing_the_worker_node_loses_no_label(cluster, reference, tmp_path):
             proc.kill()
             proc.wait()
 
+    print(f"run after losing the node: exit {proc.returncode}")  # which branch, with -s
     if proc.returncode == 0:  # finished on the head: the lost worker's items were done again
         info = json.loads((out / "run.json").read_text())
         assert info["requests"]["ray"]["workers_lost"] == 1
