@@ -68,3 +68,61 @@ def test_ray_workers_label_like_the_local_executor(llama_server, tmp_path):
         assert sorted(db.execute("SELECT key, result FROM calls")) == sorted(
             ref.execute("SELECT key, result FROM calls")
         )
+
+
+def test_every_stage_resumes_on_ray_from_a_partial_store(tmp_path):
+    """Generation, revision and labelling on Ray workers with the in-process model: from a store
+    holding the first half of a local run's calls (some generations stored, some critiques and
+    revisions not), the Ray run makes exactly the missing calls and writes the local files."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": p}) + "\n" for p in (PROMPT, "Name a fruit that is yellow."))
+    )
+    small = ["--n-responses", "2", "--revisions", "1", "--max-tokens", "16", "--quiet"]
+
+    def run(out, *extra):
+        cmd = [sys.executable, "-m", "rlaif", "run", "--prompts", str(prompts), "--out", str(out)]
+        env = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
+        env.pop("RAY_ADDRESS", None)
+        return subprocess.run(
+            [*cmd, *small, *extra], capture_output=True, text=True, env=env, timeout=900
+        )
+
+    local = tmp_path / "local"
+    assert run(local, "--executor", "local").returncode == 0
+    ray_dir = tmp_path / "ray"
+    ray_dir.mkdir()
+    shutil.copy(local / "store.sqlite", ray_dir / "store.sqlite")
+    with sqlite3.connect(ray_dir / "store.sqlite") as db:
+        rows = db.execute("SELECT key, kind FROM calls ORDER BY created").fetchall()
+        missing = rows[len(rows) // 2 :]
+        assert {kind for _, kind in missing} >= {"generate", "choice_logprobs"}
+        db.executemany("DELETE FROM calls WHERE key = ?", [(key,) for key, _ in missing])
+    result = run(ray_dir, "--executor", "ray", "--concurrency", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for name in OUTPUT_FILES:
+        assert (ray_dir / name).read_bytes() == (local / name).read_bytes(), name
+    info = json.loads((ray_dir / "run.json").read_text())
+    assert info["model_calls"] == len(missing)
+    assert info["requests"]["ray"]["workers"] >= 1
+    with (
+        sqlite3.connect(ray_dir / "store.sqlite") as db,
+        sqlite3.connect(local / "store.sqlite") as ref,
+    ):
+        query = "SELECT key FROM calls ORDER BY key"
+        assert db.execute(query).fetchall() == ref.execute(query).fetchall()
+
+
+def test_a_refused_token_is_told_from_rays_error_chain():
+    from rlaif.pipeline.ray_executor import is_auth_error
+
+    cause = RuntimeError(
+        "Failed to connect to GCS. Last connection error: ...\nray.exceptions."
+        "AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing"
+    )
+    try:
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from cause
+    except ConnectionError as e:
+        assert is_auth_error(e)
+    assert not is_auth_error(ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379"))

@@ -36,12 +36,7 @@ from rlaif.errors import BackendError, RunError
 from rlaif.pipeline.budget import Budget, BudgetedBackend
 from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.dry_run import RunEstimate, estimate_run
-from rlaif.pipeline.executor import (
-    apply_request_policy,
-    compare_pairs,
-    ordered_map,
-    stage_concurrency,
-)
+from rlaif.pipeline.executor import apply_request_policy
 from rlaif.pipeline.outputs import (
     OUTPUT_FILES,
     RUN_JSON,
@@ -51,13 +46,7 @@ from rlaif.pipeline.outputs import (
     record_prompt,
 )
 from rlaif.pipeline.pricing import PriceTable, load_price_table, stored_spend
-from rlaif.pipeline.stages import (
-    RunStats,
-    distinct_responses,
-    label_jobs,
-    revise_responses,
-    sample,
-)
+from rlaif.pipeline.stages import LocalStages, Models, RunStats, distinct_responses
 from rlaif.prompts import builtin_prompts_path, file_sha256, load_prompts
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
@@ -173,11 +162,11 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         )
         timings: dict[str, float] = {}
         stats = RunStats()
-        with _progress(show_progress) as progress:
+        models = Models(policy, judge_backend, judge, constitution, config)
+        with _progress(show_progress) as progress, _stages(config, models, requests) as stages:
             t = time.time()
             task = progress.add_task("generate", total=len(prompts))
-            threads = stage_concurrency(config.concurrency, config.policy)
-            for sampled in ordered_map(lambda p: sample(policy, p, config), prompts, threads):
+            for sampled in stages.map("sample", prompts):
                 stats.count_truncated(
                     "responses", [r.truncated for r in distinct_responses(sampled)]
                 )
@@ -186,13 +175,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
 
             t = time.time()
             task = progress.add_task("revise", total=len(prompts) * config.revision_rounds)
-            threads = stage_concurrency(config.concurrency, config.policy, config.judge)
-            revisions = ordered_map(
-                lambda p: revise_responses(policy, judge_backend, constitution, p, config),
-                prompts,
-                threads,
-            )
-            for p, revs in zip(prompts, revisions, strict=True):
+            for p, revs in zip(prompts, stages.map("revise", prompts), strict=True):
                 for rev in revs:
                     writer.write("revisions.jsonl", {"prompt_id": p.id, **rev.to_dict()})
                     if rev.rounds and rev.final != rev.original:
@@ -214,20 +197,9 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
 
             t = time.time()
             task = progress.add_task("label", total=None)
-            jobs = label_jobs(policy, judge_backend, judge, constitution, prompts, config)
+            jobs = [job for per_prompt in stages.map("pairs", prompts) for job in per_prompt]
             progress.update(task, total=len(jobs))
-            prefs = compare_pairs(
-                judge,
-                [(p.text, a, b, truncated) for p, a, b, _, truncated in jobs],
-                executor=config.executor,
-                concurrency=(
-                    config.concurrency or 0
-                    if config.executor == "ray"
-                    else stage_concurrency(config.concurrency, config.judge)
-                ),
-                judge_spec=config.judge,
-                policy=requests,
-            )
+            prefs = stages.map("label", [(p.text, a, b, trunc) for p, a, b, _, trunc in jobs])
             for (p, a, b, pair_type, truncated), pref in zip(jobs, prefs, strict=True):
                 name, record = preference_record(
                     p,
@@ -247,6 +219,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
                 stats.add(pref, record)
                 progress.advance(task)
             timings["label"] = time.time() - t
+            ray_summary = stages.summary()
         timings["total"] = time.time() - started
         info = _run_info(
             config, prompts, prompts_path, constitution, policy, judge_backend, prices, budget
@@ -264,6 +237,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             requests={
                 "executor": config.executor,
                 "retries": dict(_retries(policy_model, judge_model) - retries_before),
+                **({"ray": ray_summary} if ray_summary else {}),
             },
         )
         finish_cost_per_label(info)
@@ -283,6 +257,17 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     finally:
         store.close()
     return RunResult(config.out, info)
+
+
+def _stages(config: RunConfig, models: Models, requests):
+    """Where the stages run: in this process (``local``) or on Ray workers (``ray``)."""
+    if config.executor != "ray":
+        return LocalStages(models)
+    from rlaif.pipeline.ray_executor import RayStages  # Ray is an optional extra
+
+    # a programmatic judge is refused with --executor ray (RunConfig): the critic is the judge
+    specs: dict[str, str | None] = {"policy": config.policy, "critic": config.judge}
+    return RayStages(models, specs, workers=config.concurrency, requests=requests)
 
 
 def estimate(config: RunConfig) -> RunEstimate:

@@ -1,14 +1,18 @@
 """The stages of the main job for one prompt: sample, revise, pair, label; and the labels' tally.
 
 Each stage re-derives what the stage before it made through the run store, so a stage can
-start from any prompt of a killed run without holding the run in memory.
+start from any prompt of a killed run without holding the run in memory. ``stage_fn`` names
+each stage's work on one item, so the driver and a Ray worker run exactly the same code;
+``LocalStages`` runs the stages in this process (threads where the models are servers).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 from rlaif.backends.base import Backend
 from rlaif.backends.cached import CachedBackend
@@ -17,6 +21,7 @@ from rlaif.constitution import Constitution
 from rlaif.critique import Revision, revise
 from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.executor import (
+    label,
     ordered_map,
     stage_concurrency,
 )
@@ -68,24 +73,6 @@ def revise_responses(
     ]
 
 
-def label_jobs(
-    policy: Backend,
-    critic: Backend,
-    judge: Judge,
-    constitution: Constitution,
-    prompts: list[Prompt],
-    config: RunConfig,
-) -> list[tuple]:
-    """(prompt, a, b, pair_type, (a truncated, b truncated)) of every pair, in prompt order."""
-    threads = stage_concurrency(config.concurrency, config.policy, config.judge)
-    per_prompt = ordered_map(
-        lambda p: [(p, *pair) for pair in pairs(policy, critic, judge, constitution, p, config)],
-        prompts,
-        threads,
-    )
-    return [job for jobs in per_prompt for job in jobs]
-
-
 def pairs(
     policy: Backend,
     critic: Backend,
@@ -113,6 +100,75 @@ def pairs(
     for rev in revise_responses(policy, critic, constitution, p, config):
         if rev.final != rev.original:
             yield rev.original, rev.final, "revision", (rev.original_truncated, rev.truncated)
+
+
+#: the stages, each a function of one item: a prompt (sample, revise, pairs) or a pair (label)
+STAGES = ("sample", "revise", "pairs", "label")
+
+
+@dataclass
+class Models:
+    """What the stages call: the policy, the critic (the judge's backend) and the judge."""
+
+    policy: Backend | None
+    critic: Backend
+    judge: Judge
+    constitution: Constitution
+    config: RunConfig | None
+
+
+def stage_fn(stage: str, m: Models) -> Callable[[Any], Any]:
+    """The work of ``stage`` on one item with the models ``m``.
+
+    ``sample``: a prompt's sampled responses; ``revise``: its revisions; ``pairs``: its
+    ``(prompt, a, b, pair_type, truncated)`` label jobs; ``label``: the judge's preference for
+    one ``(prompt, a, b[, truncated])``.
+    """
+    if stage == "label":
+        return lambda pair: label(m.judge, pair)
+    policy, config = m.policy, m.config
+    if policy is None or config is None:
+        raise ValueError(f"stage {stage!r} needs the policy and the run's config")
+    if stage == "sample":
+        return lambda p: sample(policy, p, config)
+    if stage == "revise":
+        return lambda p: revise_responses(policy, m.critic, m.constitution, p, config)
+    if stage == "pairs":
+        return lambda p: [
+            (p, *pair) for pair in pairs(policy, m.critic, m.judge, m.constitution, p, config)
+        ]
+    raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+
+
+class LocalStages:
+    """The stages in this process: threads where every model of a stage is a server."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+
+    def map(self, stage: str, items: Iterable) -> Iterator:
+        """``stage`` over ``items``, results in input order."""
+        config = self.models.config
+        if config is None:
+            raise ValueError("LocalStages needs the run's config")
+        specs = {
+            "sample": (config.policy,),
+            "revise": (config.policy, config.judge),
+            "pairs": (config.policy, config.judge),
+            "label": (config.judge,),
+        }[stage]
+        threads = stage_concurrency(config.concurrency, *specs)
+        return ordered_map(stage_fn(stage, self.models), items, threads)
+
+    def summary(self) -> dict:
+        """Nothing to add to run.json: the stages ran in this process."""
+        return {}
+
+    def __enter__(self) -> LocalStages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class RunStats:
