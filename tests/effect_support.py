@@ -69,6 +69,23 @@ def rule_pairs(split: str, per_prompt: int = 2) -> list[dict]:
     return pairs
 
 
+def heldout_pairs(split: str = "heldout") -> tuple[list[tuple[str, str, str]], list[int]]:
+    """Every (prompt, passing sample, failing sample) of a split, and each pair's prompt index.
+
+    All combinations, not a few per prompt: the measurement gets every pair the fixture holds,
+    and its interval resamples prompts (the pairs of one prompt share it, and answers).
+    """
+    pairs, clusters = [], []
+    for i, row in enumerate(fixture_rows(split)):
+        good = [s["text"] for s in row["samples"] if passes(s["text"], s["truncated"])]
+        bad = [s["text"] for s in row["samples"] if not passes(s["text"], s["truncated"])]
+        for chosen in good:
+            for rejected in bad:
+                pairs.append((row["prompt"], chosen, rejected))
+                clusters.append(i)
+    return pairs, clusters
+
+
 def variant(pairs: list[dict], kind: str, seed: int = 0) -> list[dict]:
     """The pairs as labelled ("correct"), with chosen and rejected swapped, or shuffled."""
     if kind == "correct":

@@ -31,12 +31,14 @@ import math
 import pytest
 from effect_support import (
     fixture_rows,
+    heldout_pairs,
     measure,
     rule_pairs,
     variant,
     write_jsonl,
 )
 
+from rlaif.stats import bootstrap_mean_ci
 from rlaif.train import drift
 from rlaif.train.dpo import DPOSettings, train_dpo
 from rlaif.train.models import load_model_and_tokenizer
@@ -51,11 +53,14 @@ DPO = {
     "max_length": 160,
     "nll_weight": 0.0,
 }
-#: pairs of a passing and a failing answer taken per training prompt (effect_support.rule_pairs)
-PAIRS_PER_PROMPT = 2
+#: pairs of a passing and a failing answer taken per training prompt (effect_support.rule_pairs):
+#: at 2 (48 pairs) DPO alone left 3 more held-out answers looping; at 4 (59 pairs: more distinct
+#: rejected answers for the prompts with several passing ones) none (README, effect tests)
+PAIRS_PER_PROMPT = 4
 #: the pass rate must rise by at least this much (absolute) on the held-out prompts
 MIN_PASS_GAIN = 0.15
-#: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy)
+#: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy), with the
+#: lower end of its 95% interval (a bootstrap over prompts) above 0.5
 MIN_ACCURACY = 0.7
 #: near-empty and looping answers may rise by at most one held-out prompt
 MAX_DEGENERATE_RISE = 1
@@ -76,18 +81,14 @@ def base(heldout_prompts):
 
 
 @pytest.fixture(scope="module")
-def heldout_pairs() -> list[tuple]:
-    return [(p["prompt"], p["chosen"], p["rejected"]) for p in rule_pairs("heldout")]
+def heldout() -> tuple[list[tuple], list[int]]:
+    """Every held-out (prompt, passing, failing) pair and its prompt's index."""
+    return heldout_pairs()
 
 
-def wilson_low(successes: float, n: int, z: float = 1.96) -> float:
-    """Lower end of the Wilson 95% interval of a proportion."""
-    if n == 0:
-        return 0.0
-    p = successes / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - spread) / (1 + z * z / n)
+def accuracy_interval(right: list[float], clusters: list[int]) -> list[float]:
+    """95% interval of a held-out accuracy, resampling prompts (their pairs share answers)."""
+    return bootstrap_mean_ci(right, clusters=clusters, resamples=2000)
 
 
 _TRAINED: dict[str, object] = {}
@@ -106,15 +107,17 @@ def trained_dpo(tmp_path_factory, kind: str):
     return _TRAINED[kind]
 
 
-def effect(base, policy, heldout_prompts, heldout_pairs) -> dict:
+def effect(base, policy, heldout_prompts, heldout=None) -> dict:
     """The held-out figures of a trained policy against the starting model."""
     model, tokenizer, before = base
     after = measure(policy, tokenizer, heldout_prompts)
-    accuracy = (
-        drift.implicit_reward_accuracy(policy, model, tokenizer, heldout_pairs)
-        if heldout_pairs
-        else {"n": 0, "accuracy": math.nan}
-    )
+    if heldout:
+        pairs, clusters = heldout
+        accuracy = drift.implicit_reward_accuracy(policy, model, tokenizer, pairs)
+        accuracy["ci"] = accuracy_interval(accuracy["right"], clusters)
+        accuracy["prompts"] = len(set(clusters))
+    else:
+        accuracy = {"n": 0, "accuracy": math.nan, "ci": [math.nan, math.nan], "prompts": 0}
     kl = drift.kl_to_reference(policy, model, tokenizer, heldout_prompts, after.answers)
     n = len(heldout_prompts)
     return {
@@ -125,7 +128,9 @@ def effect(base, policy, heldout_prompts, heldout_pairs) -> dict:
         "n": n,
         "summary": (
             f"pass rate {before.pass_rate:.2f} -> {after.pass_rate:.2f}; implicit-reward "
-            f"accuracy {accuracy['accuracy']:.2f} on {accuracy['n']} pairs; near-empty "
+            f"accuracy {accuracy['accuracy']:.2f} [{accuracy['ci'][0]:.2f}, "
+            f"{accuracy['ci'][1]:.2f}] on {accuracy['n']} pairs of {accuracy['prompts']} "
+            f"prompts; near-empty "
             f"{before.health['near_empty']:.2f} -> {after.health['near_empty']:.2f}; looping "
             f"{before.health['looping']:.2f} -> {after.health['looping']:.2f}; mean words "
             f"{before.health['mean_words']:.1f} -> {after.health['mean_words']:.1f}; KL "
@@ -147,15 +152,15 @@ def assert_dpo_effect(result: dict) -> None:
     """The policy learned the rule: held-out accuracy and pass rate up, answers still answers."""
     acc = result["accuracy"]
     assert acc["accuracy"] >= MIN_ACCURACY, result["summary"]
-    assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) > 0.5, result["summary"]
+    assert acc["ci"][0] > 0.5, result["summary"]
     gain = result["after"].pass_rate - result["before"].pass_rate
     assert gain >= MIN_PASS_GAIN, result["summary"]
     assert_answers_stay_answers(result)
 
 
-def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, heldout_pairs):
+def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, heldout):
     policy = trained_dpo(tmp_path_factory, "correct")
-    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    result = effect(base, policy, heldout_prompts, heldout)
     print(result["summary"])
     assert_dpo_effect(result)
 
@@ -163,24 +168,23 @@ def test_dpo_effect_on_rule_labels(tmp_path_factory, base, heldout_prompts, held
 @pytest.mark.xfail(
     raises=AssertionError, strict=True, reason="chosen and rejected swapped: must not learn"
 )
-def test_dpo_effect_swapped_labels_fails(tmp_path_factory, base, heldout_prompts, heldout_pairs):
+def test_dpo_effect_swapped_labels_fails(tmp_path_factory, base, heldout_prompts, heldout):
     policy = trained_dpo(tmp_path_factory, "swapped")
-    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    result = effect(base, policy, heldout_prompts, heldout)
     print(result["summary"])
     assert_dpo_effect(result)
 
 
 def test_dpo_effect_control_shuffled_labels_gains_nothing(
-    tmp_path_factory, base, heldout_prompts, heldout_pairs
+    tmp_path_factory, base, heldout_prompts, heldout
 ):
     """With labels shuffled, neither the pass rate nor the implicit-reward accuracy rises."""
     policy = trained_dpo(tmp_path_factory, "shuffled")
-    result = effect(base, policy, heldout_prompts, heldout_pairs)
+    result = effect(base, policy, heldout_prompts, heldout)
     print(result["summary"])
     gain = result["after"].pass_rate - result["before"].pass_rate
     assert gain < MIN_PASS_GAIN, result["summary"]
-    acc = result["accuracy"]
-    assert wilson_low(acc["accuracy"] * acc["n"], acc["n"]) <= 0.5, result["summary"]
+    assert result["accuracy"]["ci"][0] <= 0.5, result["summary"]
 
 
 def test_effect_fixture_is_what_the_rule_needs(base):
@@ -190,7 +194,7 @@ def test_effect_fixture_is_what_the_rule_needs(base):
     assert len(rule_pairs("train", per_prompt=PAIRS_PER_PROMPT)) >= 40
 
 
-def test_reward_model_effect_ranks_heldout_pairs(tmp_path, heldout_pairs):
+def test_reward_model_effect_ranks_heldout_pairs(tmp_path, heldout):
     from rlaif.train.reward import RewardModel, RewardSettings, train_reward
 
     data = write_jsonl(rule_pairs("train"), tmp_path / "prefs.jsonl")
@@ -200,10 +204,15 @@ def test_reward_model_effect_ranks_heldout_pairs(tmp_path, heldout_pairs):
         show_progress=False,
     )
     rm = RewardModel.load(str(out))
-    prompts = [p for p, _, _ in heldout_pairs]
-    chosen = rm.score(prompts, [c for _, c, _ in heldout_pairs])
-    rejected = rm.score(prompts, [r for _, _, r in heldout_pairs])
-    right = sum(c > r for c, r in zip(chosen, rejected, strict=True))
-    n = len(heldout_pairs)
-    print(f"reward model ranks {right}/{n} held-out pairs right")
-    assert wilson_low(right, n) > 0.5, f"{right}/{n} held-out pairs ranked right"
+    pairs, clusters = heldout
+    prompts = [p for p, _, _ in pairs]
+    chosen = rm.score(prompts, [c for _, c, _ in pairs])
+    rejected = rm.score(prompts, [r for _, _, r in pairs])
+    right = [float(c > r) for c, r in zip(chosen, rejected, strict=True)]
+    ci = accuracy_interval(right, clusters)
+    summary = (
+        f"reward model ranks {sum(right):.0f}/{len(right)} held-out pairs right, "
+        f"95% CI by prompt [{ci[0]:.2f}, {ci[1]:.2f}]"
+    )
+    print(summary)
+    assert ci[0] > 0.5, summary

@@ -234,11 +234,13 @@ def implicit_reward_accuracy(policy, reference, tokenizer, pairs: Sequence[tuple
             - answer_logprob(policy, tokenizer, prompt, rejected)
             + answer_logprob(reference, tokenizer, prompt, rejected)
         )
-    right = sum(1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins)
+    right = [1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins]
     return {
         "n": len(margins),
-        "accuracy": right / len(margins) if margins else None,
+        "accuracy": sum(right) / len(margins) if margins else None,
         "mean_margin": sum(margins) / len(margins) if margins else None,
+        #: each pair's credit (1 right, 0.5 undecided, 0 wrong), for intervals by prompt
+        "right": right,
     }
 
 
