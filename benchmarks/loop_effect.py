@@ -116,26 +116,27 @@ def words_noisy(
     return [scale * ok for ok in passed]
 
 
+def _yardstick_plus(check: str, prompts: list, completions: list, truncated) -> list[float]:
+    """One point for the yardstick, one for passing ``check`` (a second ``rule:`` string)."""
+    from rlaif.rules import BuiltinRule
+
+    length = BuiltinRule(RULE)(prompts, completions, truncated)
+    second = BuiltinRule(check)(prompts, completions)
+    return [a + b for a, b in zip(length, second, strict=True)]
+
+
 def words_norepeat(
     prompts: list, completions: list, truncated: list | None = None, **_: object
 ) -> list[float]:
     """One point for the yardstick, one for no sentence said twice (a TRL reward function)."""
-    from rlaif.rules import BuiltinRule
-
-    length = BuiltinRule(RULE)(prompts, completions, truncated)
-    fresh = BuiltinRule("rule:no_repeat")(prompts, completions)
-    return [a + b for a, b in zip(length, fresh, strict=True)]
+    return _yardstick_plus("rule:no_repeat", prompts, completions, truncated)
 
 
 def words_noloop(
     prompts: list, completions: list, truncated: list | None = None, **_: object
 ) -> list[float]:
     """One point for the yardstick, one for an answer not stuck in a loop (the guard's test)."""
-    from rlaif.rules import BuiltinRule
-
-    length = BuiltinRule(RULE)(prompts, completions, truncated)
-    fresh = BuiltinRule("rule:no_loop")(prompts, completions)
-    return [a + b for a, b in zip(length, fresh, strict=True)]
+    return _yardstick_plus("rule:no_loop", prompts, completions, truncated)
 
 
 def write_prompts(out: Path, train_n: int, eval_n: int) -> tuple[Path, Path]:

@@ -59,8 +59,9 @@ DPO = {
 PAIRS_PER_PROMPT = 4
 #: the pass rate must rise by at least this much (absolute) on the held-out prompts
 MIN_PASS_GAIN = 0.15
-#: the held-out implicit-reward accuracy must reach this (0.5 is an untrained policy), with the
-#: lower end of its 95% interval (a bootstrap over prompts) above 0.5
+#: the held-out implicit-reward accuracy (the per-token log-ratio margin) must reach this (0.5 is
+#: an untrained policy), with the lower end of its 95% interval (a bootstrap over prompts) above
+#: 0.5
 MIN_ACCURACY = 0.7
 #: near-empty and looping answers may rise by at most one held-out prompt
 MAX_DEGENERATE_RISE = 1
@@ -113,11 +114,21 @@ def effect(base, policy, heldout_prompts, heldout=None) -> dict:
     after = measure(policy, tokenizer, heldout_prompts)
     if heldout:
         pairs, clusters = heldout
-        accuracy = drift.implicit_reward_accuracy(policy, model, tokenizer, pairs)
-        accuracy["ci"] = accuracy_interval(accuracy["right"], clusters)
-        accuracy["prompts"] = len(set(clusters))
+        measured = drift.implicit_reward_accuracy(policy, model, tokenizer, pairs)
+        # the per-token margin: the held-out rejected answers are mostly cut at the token
+        # limit and longer than the chosen ones, and the summed margin reads a policy that
+        # lowered every token alike as preferring the shorter side (shuffled labels gave
+        # 0.71 [0.55, 0.83] summed, 0.59 [0.44, 0.70] per token)
+        accuracy = {
+            "n": measured["n"],
+            "accuracy": measured["accuracy_per_token"],
+            "ci": accuracy_interval(measured["right_per_token"], clusters),
+            "summed": measured["accuracy"],
+            "prompts": len(set(clusters)),
+        }
     else:
-        accuracy = {"n": 0, "accuracy": math.nan, "ci": [math.nan, math.nan], "prompts": 0}
+        nan = math.nan
+        accuracy = {"n": 0, "accuracy": nan, "ci": [nan, nan], "summed": nan, "prompts": 0}
     kl = drift.kl_to_reference(policy, model, tokenizer, heldout_prompts, after.answers)
     n = len(heldout_prompts)
     return {
@@ -129,8 +140,8 @@ def effect(base, policy, heldout_prompts, heldout=None) -> dict:
         "summary": (
             f"pass rate {before.pass_rate:.2f} -> {after.pass_rate:.2f}; implicit-reward "
             f"accuracy {accuracy['accuracy']:.2f} [{accuracy['ci'][0]:.2f}, "
-            f"{accuracy['ci'][1]:.2f}] on {accuracy['n']} pairs of {accuracy['prompts']} "
-            f"prompts; near-empty "
+            f"{accuracy['ci'][1]:.2f}] per token (summed: {accuracy['summed']:.2f}) on "
+            f"{accuracy['n']} pairs of {accuracy['prompts']} prompts; near-empty "
             f"{before.health['near_empty']:.2f} -> {after.health['near_empty']:.2f}; looping "
             f"{before.health['looping']:.2f} -> {after.health['looping']:.2f}; mean words "
             f"{before.health['mean_words']:.1f} -> {after.health['mean_words']:.1f}; KL "

@@ -227,6 +227,7 @@ def test_weights_and_margin_filter(tmp_path):
         "read": 3,
         "kept": 2,
         "dropped_low_margin": 1,
+        "dropped_degenerate_chosen": 0,
         "ties": 0,
         "mean_target": pytest.approx(0.8),  # 0.9 and 0.7
     }

@@ -219,28 +219,51 @@ def kl_to_reference(
     }
 
 
+def answer_tokens(tokenizer, prompt, answer: str) -> int:
+    """How many tokens :func:`answer_logprob` scores for ``answer`` (its end token included)."""
+    ids, start = _pair_ids(tokenizer, prompt, answer)
+    return len(ids) - start
+
+
 def implicit_reward_accuracy(policy, reference, tokenizer, pairs: Sequence[tuple]) -> dict:
     """How often DPO's implicit reward prefers the chosen answer of held-out pairs.
 
     ``pairs`` holds ``(prompt, chosen, rejected)``. The margin of a pair is
     ``(log pi(c) - log ref(c)) - (log pi(r) - log ref(r))``; a margin within 1e-6 of zero (an
-    untrained policy) counts as half right.
+    untrained policy) counts as half right. ``right`` holds each pair's credit.
+
+    ``right_per_token`` compares the two log-ratios per answer token instead. Where chosen and
+    rejected answers differ in length (a short answer against one cut at the token limit), a
+    policy that moved every token's log-probability alike changes the longer answer's summed
+    log-ratio more, which the summed margin reads as a preference for one side; the per-token
+    margin does not. ``accuracy_per_token`` is its mean.
     """
-    margins = []
+    raw, per_token = [], []
     for prompt, chosen, rejected in pairs:
-        margins.append(
-            answer_logprob(policy, tokenizer, prompt, chosen)
-            - answer_logprob(reference, tokenizer, prompt, chosen)
-            - answer_logprob(policy, tokenizer, prompt, rejected)
-            + answer_logprob(reference, tokenizer, prompt, rejected)
+        ratio_c = answer_logprob(policy, tokenizer, prompt, chosen) - answer_logprob(
+            reference, tokenizer, prompt, chosen
         )
-    right = [1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins]
+        ratio_r = answer_logprob(policy, tokenizer, prompt, rejected) - answer_logprob(
+            reference, tokenizer, prompt, rejected
+        )
+        raw.append(ratio_c - ratio_r)
+        per_token.append(
+            ratio_c / answer_tokens(tokenizer, prompt, chosen)
+            - ratio_r / answer_tokens(tokenizer, prompt, rejected)
+        )
+
+    def credit(margins: list[float]) -> list[float]:
+        return [1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins]
+
+    right, right_per_token = credit(raw), credit(per_token)
+    n = len(raw)
     return {
-        "n": len(margins),
-        "accuracy": sum(right) / len(margins) if margins else None,
-        "mean_margin": sum(margins) / len(margins) if margins else None,
-        #: each pair's credit (1 right, 0.5 undecided, 0 wrong), for intervals by prompt
+        "n": n,
+        "accuracy": sum(right) / n if n else None,
+        "mean_margin": sum(raw) / n if n else None,
         "right": right,
+        "accuracy_per_token": sum(right_per_token) / n if n else None,
+        "right_per_token": right_per_token,
     }
 
 
