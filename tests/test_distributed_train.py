@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from test_train_dpo import write_pairs
 from tiny_model import tiny_checkpoint
 
 pytest.importorskip("accelerate")
@@ -122,17 +123,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prefs(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "prefs.jsonl"
-    with path.open("w") as f:
-        for i, p in enumerate(P_VALUES):
-            rec = {
-                "prompt": f"Question {i}: how do I boil an egg?",
-                "chosen": f"Put egg {i} in boiling water for nine minutes.",
-                "rejected": f"Eggs {i} cannot be boiled.",
-                "p_chosen": p,
-            }
-            f.write(json.dumps(rec) + "\n")
-    return path
+    return write_pairs(tmp_path_factory.mktemp("data") / "prefs.jsonl", P_VALUES)
 
 
 def _dpo(tmp_path: Path, name: str, tiny: Path, prefs: Path, processes: int, batch: int, seed=0):
