@@ -66,7 +66,7 @@ class DPOSettings(PairTrainingSettings):
 
     #: 2 epochs (at the learning rate 2e-5 of PairTrainingSettings); the effect tests measure
     #: what DPO alone does to the embedded model at 2 epochs of 3e-5 on held-out prompts
-    #: (tests/test_effect_training.py, the README's effect-test table)
+    #: (tests/test_effect_training.py, docs/results/effect-tests.md)
     epochs: int = 2
     #: DPO's KL strength: higher keeps the policy closer to the reference
     beta: float = 0.1
@@ -75,7 +75,7 @@ class DPOSettings(PairTrainingSettings):
     #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
     loss: str = "soft"
     #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
-    #: the README for what 1 did to looping answers and to the shuffled-label control
+    #: docs/guides/training.md for what 1 did to looping answers and to the shuffled-label control
     nll_weight: float = 0.0
     #: "drop": leave out pairs whose chosen answer was cut at the token limit
     #: (``chosen_truncated``) or is stuck in a loop (:func:`rlaif.rules.is_looping`), so DPO
