@@ -21,10 +21,9 @@ the margin by pushing both responses down, which on a 135M model leaves more ans
 repetition loops, and the NLL term keeps the chosen answers likely. It is also supervised
 fine-tuning on the chosen answers, which teaches whatever they share whatever the labels say.
 
-An earlier version drew pairs with probability proportional to 2p - 1 and trained each drawn
-pair as a hard win; that matches the soft objective's gradient only at the start of training
-(h = 0) and never stops pushing a drawn pair, so it was replaced by the loss above rather than
-combined with it (that would count the label twice).
+The soft loss is not combined with sampling pairs in proportion to 2p - 1 (hard wins drawn by
+confidence): that matches the soft objective's gradient only at the start of training (h = 0),
+never stops pushing a drawn pair, and together with the soft target would count the label twice.
 
 ``min_margin`` drops pairs with |p_chosen - 0.5| below it (default 0: the embedded 135M
 judge's labels sit within about 0.01 of a coin flip). Pairs whose ``p_chosen`` is below 0.5
