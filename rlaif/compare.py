@@ -105,6 +105,20 @@ class Preference:
             p_a=p_a, p_a_order_ab=None, p_a_order_ba=None, position_consistent=None, **fields
         )
 
+    @classmethod
+    def from_orders(cls, p_ab: float | None, p_ba: float | None, **fields: object) -> Preference:
+        """A preference asked in both orders: ``p_ab`` and ``p_ba`` are each order's probability
+        that A is better (None: unreadable). ``p_a`` is their mean and ``position_consistent``
+        whether they agree, both None unless both orders were read."""
+        both = p_ab is not None and p_ba is not None
+        return cls(
+            p_a=(p_ab + p_ba) / 2 if both else None,
+            p_a_order_ab=p_ab,
+            p_a_order_ba=p_ba,
+            position_consistent=orders_agree(p_ab, p_ba) if both else None,
+            **fields,
+        )
+
     @property
     def readable(self) -> bool:
         """Whether the judge's replies could be read (``p_a`` is a number)."""
@@ -241,25 +255,10 @@ class Judge:
                 return decided
         if self.mode == "pointwise":
             return self._pointwise(prompt, a, b, principle)
-        ab = self._ask(prompt, a, b, principle)
-        p_ab = ab.p_first
-        orders = [ab]
+        orders = [self._ask(prompt, a, b, principle)]
         if self.both_orders:
-            ba = self._ask(prompt, b, a, principle)
-            orders.append(ba)
-            p_ba = None if ba.p_first is None else 1.0 - ba.p_first
-            if p_ab is None or p_ba is None:
-                p_a, consistent = None, None
-            else:
-                p_a = (p_ab + p_ba) / 2
-                consistent = orders_agree(p_ab, p_ba)
-        else:
-            p_ba, p_a, consistent = None, p_ab, None
-        return Preference(
-            p_a=p_a,
-            p_a_order_ab=p_ab,
-            p_a_order_ba=p_ba,
-            position_consistent=consistent,
+            orders.append(self._ask(prompt, b, a, principle))
+        fields = dict(
             principle_id=principle.id,
             constitution_hash=self.constitution.hash,
             judge=self.backend.model_id,
@@ -271,6 +270,13 @@ class Judge:
             cached_tokens=sum(o.cached_tokens for o in orders),
             rationales=[o.rationale for o in orders if o.rationale],
         )
+        p_ab = orders[0].p_first
+        if not self.both_orders:
+            return Preference(
+                p_a=p_ab, p_a_order_ab=p_ab, p_a_order_ba=None, position_consistent=None, **fields
+            )
+        p_ba = None if orders[1].p_first is None else 1.0 - orders[1].p_first
+        return Preference.from_orders(p_ab, p_ba, **fields)
 
     def _ask(self, prompt: str, first: str, second: str, principle: Principle) -> OrderResult:
         completion_tokens = 0

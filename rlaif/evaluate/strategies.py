@@ -15,7 +15,7 @@ from statistics import fmean
 
 from rlaif import templates
 from rlaif.backends.base import Backend
-from rlaif.compare import CAI_CLAMP, Judge, Preference, RuleJudge, orders_agree, parse_verdict
+from rlaif.compare import CAI_CLAMP, Judge, Preference, RuleJudge, parse_verdict
 from rlaif.constitution import Constitution, Principle
 
 #: name -> what it does, in the order tables list them
@@ -190,13 +190,9 @@ def _combine(
     cot: bool = False,
 ) -> Preference:
     """A Preference from several readings of each order (means of the readable ones)."""
-    ab, ba = _mean(p_ab), _mean(p_ba)
-    readable = ab is not None and ba is not None
-    return Preference(
-        p_a=(ab + ba) / 2 if readable else None,
-        p_a_order_ab=ab,
-        p_a_order_ba=ba,
-        position_consistent=orders_agree(ab, ba) if readable else None,
+    return Preference.from_orders(
+        _mean(p_ab),
+        _mean(p_ba),
         principle_id=principle_id,
         constitution_hash=judge.constitution.hash,
         judge=judge.backend.model_id,
