@@ -35,7 +35,8 @@ class GRPOSettings:
     model: str = "smollm2"
     #: "judge" (direct RLAIF) or the directory of a reward model (``rlaif train reward``)
     reward: str = "judge"
-    #: the judge model string, when ``reward == "judge"``
+    #: the judge model string, when ``reward == "judge"``; or the URL of ``rlaif serve``
+    #: (its token from ``$RLAIF_SERVE_TOKEN``)
     judge: str = "smollm2"
     constitution: str = "default"
     max_steps: int = 10
@@ -93,9 +94,12 @@ def make_reward(settings: GRPOSettings):
     if settings.reward == "judge":
         from rlaif.backends import load_backend
         from rlaif.constitution import load_constitution
+        from rlaif.remote import is_url, remote_reward
         from rlaif.rules import TrainingReward, is_programmatic, load_score_function
         from rlaif.train.judge_reward import JudgeReward
 
+        if is_url(settings.judge):  # a served judge (rlaif serve); failed items come back None
+            return remote_reward(settings.judge)
         if is_programmatic(settings.judge):  # a TRL reward function, called by TRL itself
             # it gets ``truncated`` (cut at max_completion_length) beside TRL's keywords; the
             # end-of-answer token is set once the tokenizer is loaded (train_grpo)
@@ -124,8 +128,12 @@ def _check_inputs(settings: GRPOSettings):
     dataset = prompt_dataset(settings.data, settings.limit)
     if settings.reward == "judge":
         from rlaif.backends import check_judge_spec
+        from rlaif.remote import is_url, remote_reward
 
-        check_judge_spec(settings.judge)
+        if is_url(settings.judge):
+            remote_reward(settings.judge).health()  # the server answers before training starts
+        else:
+            check_judge_spec(settings.judge)
         load_constitution(settings.constitution)
     else:
         resolve_checkpoint(settings.reward)
