@@ -174,9 +174,7 @@ def test_openrlhf_shapes_and_rewards_equal_to_the_in_process_judge(tmp_path):
         ]
         # the group endpoint: mean probability of beating the others, from the same judge
         responses = [r for _, r in ITEMS]
-        status, reply = post(
-            server.url + "/group_reward", {"prompt": "Q?", "responses": responses}
-        )
+        status, reply = post(server.url + "/group_reward", {"prompt": "Q?", "responses": responses})
         in_process = RewardJudge(RULE, load_constitution("default")).score_group("Q?", responses)
         assert status == 200 and reply["rewards"] == [r.reward for r in in_process]
         by_hand = [
