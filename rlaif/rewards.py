@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlaif import templates
 from rlaif.backends.base import Backend
 from rlaif.compare import Judge, RuleJudge, probability_from_scores
 from rlaif.constitution import Constitution, Principle
-from rlaif.rules import ScoreFunction, as_completion, as_conversation, is_programmatic
+from rlaif.rules import (
+    UNKNOWN,
+    ScoreFunction,
+    Truncated,
+    as_completion,
+    as_conversation,
+    is_programmatic,
+)
 
 #: groups up to this size have every pair judged
 FULL_GROUP = 8
@@ -118,19 +126,33 @@ class RewardJudge:
         error = "" if p_yes is not None else f"unreadable judge reply {scores.text[:80]!r}"
         return ItemReward(p_yes, "ai", principle.id, error)
 
-    def score_pair(self, prompt: str, a: str, b: str, principle: Principle) -> float | None:
-        """p(``a`` beats ``b``): both orders for the model judge, the soft label for a rule."""
-        if self.rule is not None:
-            return self.rule.compare(prompt, a, b).p_a
-        assert self.judge is not None
-        return self.judge.compare(prompt, a, b, principle).p_a
+    def score_pair(
+        self, prompt: str, a: str, b: str, principle: Principle, truncated: Truncated = UNKNOWN
+    ) -> float | None:
+        """p(``a`` beats ``b``): both orders for the model judge, the soft label for a rule.
 
-    def score_group(self, prompt: str, responses: list[str]) -> list[ItemReward]:
-        """Each response's mean probability of beating the others (see the module docstring)."""
+        ``truncated`` (whether ``a`` / ``b`` was cut at the token limit) reaches the rules.
+        """
+        if self.rule is not None:
+            return self.rule.compare(prompt, a, b, truncated=truncated).p_a
+        assert self.judge is not None
+        return self.judge.compare(prompt, a, b, principle, truncated=truncated).p_a
+
+    def score_group(
+        self,
+        prompt: str,
+        responses: list[str],
+        truncated: Sequence[bool | None] | None = None,
+    ) -> list[ItemReward]:
+        """Each response's mean probability of beating the others (see the module docstring).
+
+        ``truncated`` (one flag per response, None: unknown) reaches the rules and checks.
+        """
         principle = self.principle_for(prompt)
+        cut = list(truncated) if truncated is not None else [None] * len(responses)
         wins: list[list[float]] = [[] for _ in responses]
         for i, j in group_pairs(len(responses), self.seed, prompt):
-            p = self.score_pair(prompt, responses[i], responses[j], principle)
+            p = self.score_pair(prompt, responses[i], responses[j], principle, (cut[i], cut[j]))
             if p is not None:
                 wins[i].append(p)
                 wins[j].append(1.0 - p)

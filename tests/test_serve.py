@@ -352,6 +352,11 @@ def test_trl_client_in_a_two_step_grpo_run(tmp_path):
         prompts = [[{"role": "user", "content": "Hi"}]] * 2
         completions = [[{"role": "assistant", "content": c}] for c in ("Hello.", "a b c d e")]
         assert reward(prompts, completions) == [1.0, 0.0]
+        in_group = rlaif.remote_reward(server.url, group=True)(prompts, completions)
+        assert in_group == [
+            RuleJudge("rule:max_words=3").compare("Hi", "Hello.", "a b c d e").p_a,
+            RuleJudge("rule:max_words=3").compare("Hi", "a b c d e", "Hello.").p_a,
+        ]
         settings = GRPOSettings(
             data=str(_prompts(tmp_path)),
             out=tmp_path / "grpo",
@@ -368,4 +373,4 @@ def test_trl_client_in_a_two_step_grpo_run(tmp_path):
         counted = metrics(server)
     assert len(info["steps"]) == 2
     assert all(0.0 <= s["reward"] <= 1.0 for s in info["steps"])
-    assert counted["requests"] >= 3 and counted["items"] >= 2 + 2 * 8
+    assert counted["requests"] >= 4 and counted["items"] >= 2 + 2 + 2 * 8

@@ -258,6 +258,13 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
     "$RLAIF_SERVE_TOKEN). ",
 )
 @opt.constitution(GRPO, why="principles the judge rates by")
+@GRPO.option(
+    "judge_mode",
+    type=click.Choice(["pointwise", "group"]),
+    help="With the judge: 'pointwise' rates each response alone; 'group' rewards each by its "
+    "mean probability of beating the other responses of its prompt, pairs judged in both "
+    "orders (G(G-1) judge calls a group up to 8, 8G above).",
+)
 @GRPO.option("max_steps", type=opt.AT_LEAST_1)
 @GRPO.option(
     "prompts_per_step",
