@@ -111,14 +111,18 @@ class RewardJudge:
         """The principle every response to ``prompt`` is judged by (seeded, per prompt)."""
         return self.constitution.sample(self.seed, "compare", prompt)
 
-    def score_item(self, prompt: str, response: str) -> ItemReward:
-        """The pointwise reward of one response to one prompt (see the module docstring)."""
+    def score_item(self, prompt: str, response: str, truncated: bool | None = None) -> ItemReward:
+        """The pointwise reward of one response to one prompt (see the module docstring).
+
+        ``truncated`` (cut at the token limit; None: unknown) reaches the rules and checks.
+        """
         if self.rule is not None:
-            return ItemReward(self.rule.score(prompt, response).p_first, "rule")
+            score = self.rule.score(prompt, response, truncated=truncated).p_first
+            return ItemReward(score, "rule")
         assert self.judge is not None
         principle = self.principle_for(prompt)
         check = self.judge.checks.get(principle.id)
-        if check is not None and _check_score(check, prompt, response) <= 0:
+        if check is not None and _check_score(check, prompt, response, truncated) <= 0:
             return ItemReward(0.0, "rule", principle.id)
         messages = templates.pointwise_messages(prompt, response, principle)
         scores = self.judge.backend.choice_logprobs(messages, templates.YES_NO)
@@ -166,6 +170,7 @@ class RewardJudge:
         ]
 
 
-def _check_score(check: ScoreFunction, prompt: str, response: str) -> float:
-    (score,) = check([as_conversation(prompt)], [as_completion(response)])
+def _check_score(check: ScoreFunction, prompt: str, response: str, truncated: bool | None) -> float:
+    flags = None if truncated is None else [truncated]
+    (score,) = check([as_conversation(prompt)], [as_completion(response)], flags)
     return score
