@@ -140,6 +140,9 @@ def metrics(server: Server, **params: str) -> dict:
 def test_a_query_is_split_from_its_prompt_or_at_the_assistant_turn():
     prompt = CHATML.format("Hi?")
     assert split_query("<s>" + prompt + "Hello.<|im_end|>", prompt).response == "Hello."
+    padded = "<|endoftext|>" * 5 + prompt + "Hello.<|im_end|>\n" + "<|endoftext|>" * 3
+    assert split_query(padded, prompt).response == "Hello."  # OpenRLHF's padded sequences
+    assert split_query("Say: " + prompt + "Hello.", prompt).error  # text before the prompt
     item = split_query(prompt + "Hello.<|im_end|>", None)
     assert (item.prompt, item.response, item.error) == ("Hi?", "Hello.", "")
     assert split_query("something else entirely", prompt).error  # never guessed

@@ -8,12 +8,14 @@ policy saw it (templated with ``--apply_chat_template``); ``labels[i]`` the data
 also ``scores``).
 
 How a query is split: when ``prompts[i]`` is present and found in ``query[i]``, the response
-is the text after its first occurrence (a tokenizer's BOS before it is allowed). Without
+is the text after its first occurrence (only special tokens, a BOS or left padding, may come
+before it: OpenRLHF decodes left-padded sequences without skipping special tokens). Without
 ``prompts`` (older clients send only ``query``), a ChatML (``<|im_start|>assistant``) or
 Llama 3 (``<|start_header_id|>assistant<|end_header_id|>``) query is split at its last
 assistant header. A query that cannot be split is a failed item, never guessed. From the
-response, end-of-turn tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<|endoftext|>``)
-and padding are stripped; from a templated prompt, the judge is shown the last user turn.
+response, trailing special tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<pad>``, any
+``<|...|>``: end of turn and right padding) are stripped; from a templated prompt, the judge
+is shown the last user turn.
 
 rlaif's own client sends ``{"prompts": [...], "responses": [...]}`` instead, already split.
 """
@@ -23,7 +25,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-END_TOKENS = ("<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<pad>")
+#: a special token as tokenizers write them: <|im_end|>, <|eot_id|>, </s>, <pad>, <s>, ...
+_SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<pad>|<unk>|<eos>|<bos>")
+_SPECIAL_AT_END = re.compile(f"(?:{_SPECIAL.pattern})$")
 _ASSISTANT = re.compile(
     r"<\|im_start\|>assistant\s*\n|<\|start_header_id\|>assistant<\|end_header_id\|>\s*"
 )
@@ -48,16 +52,14 @@ class Item:
 
 
 def strip_end(text: str) -> str:
-    """The response without trailing end-of-turn tokens and padding."""
-    text = text.strip()
-    changed = True
-    while changed:
-        changed = False
-        for token in END_TOKENS:
-            if text.endswith(token):
-                text = text[: -len(token)].rstrip()
-                changed = True
-    return text
+    """The response without trailing special tokens (end of turn, padding)."""
+    end = len(text.rstrip())
+    # a token is at most 44 characters: each search looks at the 48 before ``end``
+    while found := _SPECIAL_AT_END.search(text, max(0, end - 48), end):
+        end = found.start()
+        while end and text[end - 1].isspace():
+            end -= 1
+    return text[:end].strip()
 
 
 def user_text(prompt: str) -> str:
@@ -70,7 +72,8 @@ def split_query(query: str, prompt: str | None) -> Item:
     """One OpenRLHF query split into the prompt and the response (see the module docstring)."""
     if prompt:
         at = query.find(prompt)
-        if at < 0 or at > 16:  # the prompt must open the query (a BOS token may come first)
+        # the prompt must open the query; only special tokens (BOS, left padding) may come first
+        if at < 0 or _SPECIAL.sub("", query[:at]).strip():
             return Item(user_text(prompt), "", "the query does not start with its prompt")
         return Item(user_text(prompt), strip_end(query[at + len(prompt) :]))
     headers = list(_ASSISTANT.finditer(query))
