@@ -228,8 +228,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-grpo"))
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))  # the reward's module, for python:
-    results = [run_variant(v, args) for v in args.variant]
-    print(table(results))
+    results = []
+    for variant in args.variant:  # the table so far after each variant: a long run keeps them
+        results.append(run_variant(variant, args))
+        print(table(results), flush=True)
     for r in results:
         print(f"\n{r['variant']}: three held-out answers, base | policy")
         for b, p in list(zip(r["base"]["answers"], r["policy"]["answers"], strict=True))[:3]:
