@@ -39,7 +39,7 @@ class ServeSettings:
     judge: str = "smollm2"
     constitution: str = "default"
     #: the directory of the run store (``store.sqlite``)
-    out: Path = Path("rlaif-serve")
+    out: Path | str = "rlaif-serve"
     seed: int = 0
     #: items scored at once (threads); model calls of an in-process model are serialized
     concurrency: int = 4
