@@ -13,7 +13,7 @@ DEMO_OUT := runs/demo
 # The demo's size: every stage of the main job in about two minutes on 2 cores.
 DEMO_ARGS := --limit 6 --n-responses 2 --revisions 1 --max-tokens 48
 
-.PHONY: demo test llama lint format clean bench doctor
+.PHONY: demo test llama lint format clean bench doctor docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ test: $(FULL)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+## The docs site into site/ (mkdocs build --strict; make test builds it too, in tests/test_docs.py).
+docs: $(FULL)
+	$(BIN)/python scripts/gen_cli_docs.py
+	$(BIN)/mkdocs build --strict
+
 format: $(FULL)
 	$(BIN)/ruff format rlaif tests benchmarks scripts
 	$(BIN)/ruff check --fix rlaif tests benchmarks scripts
@@ -72,4 +77,4 @@ bench: $(FULL)
 	$(BIN)/python benchmarks/compare_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -64,7 +64,7 @@ CONFIGS = (
     "rule-norepeat",
     "rule-noloop",
 )
-#: the configurations a plain run measures (the rows of the README's table)
+#: the configurations a plain run measures (the rows of the table in docs/results/loop-effect.md)
 DEFAULT_CONFIGS = ("rule", "rule-filter", "hybrid", "ai", "ai-nll", "noisy-soft", "noisy-hard")
 #: the share of decisive pairs whose label the noisy rule turns around
 NOISY_FLIP = 0.25
@@ -378,7 +378,8 @@ def meets_goal(row: dict) -> bool:
 
 
 def table(results: list[dict]) -> str:
-    """The markdown table of the README: one row per configuration, over its seeds."""
+    """The markdown table of docs/results/loop-effect.md: one row per configuration, over its
+    seeds."""
 
     def pct(x):
         return f"{100 * x:.0f}%"

@@ -23,3 +23,23 @@ class InputError(RlaifError):
 
 class RunError(RlaifError):
     """A run directory that cannot be used for this run."""
+
+
+class RuleError(RlaifError):
+    """A programmatic judge that cannot be loaded, or whose function failed or returned junk."""
+
+
+class ReviewServerError(RlaifError):
+    """The review server cannot listen where it was asked to."""
+
+
+class BudgetExceeded(RlaifError):
+    """The next model call could take the run past ``--max-cost``; nothing was half-written."""
+
+
+class ServeError(RlaifError):
+    """The judge server cannot start as asked (address, port, token file)."""
+
+
+class RemoteJudgeError(RlaifError):
+    """A served judge that cannot be reached, refused the request, or answered nonsense."""

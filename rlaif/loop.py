@@ -33,7 +33,6 @@ extends a finished one. ``loop.json``, ``rounds.md`` (the table of win rates) an
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -42,7 +41,10 @@ from pathlib import Path
 
 from rlaif.errors import InputError, RunError
 from rlaif.evaluate.train_report import LOOP_FILE
+from rlaif.fileio import write_atomic, write_json_atomic
 from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
+from rlaif.stats import pct
+from rlaif.train.dpo import DPOSettings
 
 TABLE_FILE = "rounds.md"
 FIGURE_FILE = "rounds.png"
@@ -110,10 +112,6 @@ class LoopConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.dpo_degenerate_chosen not in ("keep", "drop"):
-            raise ValueError(
-                f"dpo_degenerate_chosen must be keep or drop, not {self.dpo_degenerate_chosen!r}"
-            )
         if self.generate_with not in ("gguf", "hf"):
             raise ValueError(f"generate_with must be gguf or hf, not {self.generate_with!r}")
         if self.revision_rounds < 0:
@@ -122,6 +120,26 @@ class LoopConfig:
             raise ValueError("n_responses=1 with revision_rounds=0 forms no pair to train on")
         if self.train_launcher is not None and not shlex.split(self.train_launcher):
             raise ValueError("train_launcher is empty; leave it out to train in this process")
+        # DPO's own checks (loss, beta, margin, ...), before any model loads, not after round 1
+        self.dpo_settings(self.out / "round-1", self.policy)
+
+    def dpo_settings(self, round_dir: Path, model: str) -> DPOSettings:
+        """The settings of one round's DPO: that round's preferences, into its ``policy/``."""
+        return DPOSettings(
+            data=str(round_dir / "run" / "preferences.jsonl"),
+            out=round_dir / "policy",
+            model=model,
+            max_steps=self.dpo_steps,
+            batch_size=self.dpo_batch_size,
+            learning_rate=self.dpo_learning_rate,
+            beta=self.dpo_beta,
+            nll_weight=self.dpo_nll_weight,
+            degenerate_chosen=self.dpo_degenerate_chosen,
+            min_margin=self.min_margin,
+            loss=self.loss,
+            lora=self.lora,
+            seed=self.seed,
+        )
 
     def identity(self) -> dict:
         """What makes a loop directory this loop (everything but the number of rounds)."""
@@ -191,9 +209,7 @@ def _write_prompts(path: Path, prompts: list[Prompt]) -> None:
             raise RunError(f"{path}: holds other prompts than this loop's; choose a new --out")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _open_loop_dir(config: LoopConfig) -> None:
@@ -215,13 +231,7 @@ def _open_loop_dir(config: LoopConfig) -> None:
         raise RunError(f"{out}: not empty and not an rlaif loop directory; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
-        _write_json(marker, {"identity": identity, "rounds": []})
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+        write_json_atomic(marker, {"identity": identity, "rounds": []})
 
 
 def run_loop(
@@ -288,7 +298,7 @@ def run_loop(
         )
         final = _row("final", rows[-1]["policy"], start_model, {}, {}, metrics)
     loop = {"identity": config.identity(), "rounds": rows, "final_vs_start": final}
-    _write_json(config.out / LOOP_FILE, loop)
+    write_json_atomic(config.out / LOOP_FILE, loop)
     (config.out / TABLE_FILE).write_text(rounds_table(rows, final) + "\n", encoding="utf-8")
     (config.out / FIGURE_FILE).write_bytes(rounds_png(rows))
     return rows
@@ -341,23 +351,9 @@ def _stage_run(config, rd: Path, prompts_path: Path, policy: str, i: int, show, 
 
 
 def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
-    from rlaif.train.dpo import DPOSettings, train_dpo
+    from rlaif.train.dpo import train_dpo
 
-    settings = DPOSettings(
-        data=str(rd / "run" / "preferences.jsonl"),
-        out=rd / "policy",
-        model=model,
-        max_steps=config.dpo_steps,
-        batch_size=config.dpo_batch_size,
-        learning_rate=config.dpo_learning_rate,
-        beta=config.dpo_beta,
-        nll_weight=config.dpo_nll_weight,
-        degenerate_chosen=config.dpo_degenerate_chosen,
-        min_margin=config.min_margin,
-        loss=config.loss,
-        lora=config.lora,
-        seed=config.seed,
-    )
+    settings = config.dpo_settings(rd, model)
     if config.train_launcher:
         return _launch_dpo(config.train_launcher, settings, rd, i)
     try:
@@ -496,9 +492,6 @@ def _guard_cells(guards: dict | None) -> str:
 def rounds_table(rows: list[dict], final: dict | None = None) -> str:
     """A markdown table of the rounds: data, DPO loss, win rate against the previous policy;
     with ``final``, a last line: the last round's policy against the starting model."""
-
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.1f}%"
 
     def num(x, fmt="{:.4f}"):
         return "-" if x is None else fmt.format(x)

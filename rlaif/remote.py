@@ -14,15 +14,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
-from rlaif.errors import RlaifError
+from rlaif.errors import RemoteJudgeError
 from rlaif.rules import completion_text
 
 #: environment variable read for the token when none is passed
 TOKEN_ENV = "RLAIF_SERVE_TOKEN"
-
-
-class RemoteJudgeError(RlaifError):
-    """A served judge that cannot be reached, refused the request, or answered nonsense."""
 
 
 def is_url(spec: object) -> bool:

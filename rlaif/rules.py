@@ -48,7 +48,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rlaif.errors import RlaifError
+from rlaif.errors import RuleError
 
 PREFIXES = ("rule:", "python:")
 VALID_RULES = (
@@ -57,10 +57,6 @@ VALID_RULES = (
     "rule:no_pii, "
     "python:MODULE:FUNCTION"
 )
-
-
-class RuleError(RlaifError):
-    """A programmatic judge that cannot be loaded, or whose function failed or returned junk."""
 
 
 def is_programmatic(spec: object) -> bool:

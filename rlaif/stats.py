@@ -421,3 +421,8 @@ def no_signal_warning(records: Iterable[dict], min_margin: float = 0.0) -> str |
     if not signs:
         return None
     return f"labels carry no signal: {'; '.join(signs)}. Remedies: {REMEDIES}."
+
+
+def pct(x: float | None) -> str:
+    """A share as a percentage with one decimal ("-" for None), as the tables print it."""
+    return "-" if x is None else f"{100 * x:.1f}%"

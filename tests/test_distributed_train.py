@@ -3,9 +3,10 @@
 Every run here is a real launch: ``accelerate launch --multi_gpu --num_processes 2`` on a tiny
 model (:mod:`tiny_model`), with CUDA hidden so that torchrun's two processes train on the CPU
 over gloo. (``accelerate launch --cpu --num_processes 2`` starts one process unless it is
-given an MPI hostfile: accelerate 1.15's simple launcher; see the README.) The command run in
-each process is ``tests/launch_rlaif.py``, rlaif's command line with two test switches: a log
-of the pairs each process trained on per step, and a bug on demand (every rank a writer).
+given an MPI hostfile: accelerate 1.15's simple launcher; see docs/guides/scale-and-cost.md.)
+The command run in each process is ``tests/launch_rlaif.py``, rlaif's command line with two
+test switches: a log of the pairs each process trained on per step, and a bug on demand (every
+rank a writer).
 
 What is checked: 2 processes x 2 pairs end with the parameters of 1 process x 4 pairs from the
 same seed (and each step's two shards together are the single process's batch); only one

@@ -16,7 +16,7 @@ held-out prompts:
 The primary DPO tests train with ``nll_weight`` 0: every chosen answer passes the rule, so an
 NLL term alone would fine-tune on passing answers and raise the figures with the DPO term
 broken. :data:`PAIRS_PER_PROMPT` and the recipe in :data:`DPO` are what lets the soft DPO loss
-move the policy on its own (see the README's effect-test table).
+move the policy on its own (see docs/results/effect-tests.md).
 
 GRPO's effect tests are in test_effect_grpo.py.
 
@@ -55,7 +55,7 @@ DPO = {
 }
 #: pairs of a passing and a failing answer taken per training prompt (effect_support.rule_pairs):
 #: at 2 (48 pairs) DPO alone left 3 more held-out answers looping; at 4 (59 pairs: more distinct
-#: rejected answers for the prompts with several passing ones) none (README, effect tests)
+#: rejected answers for the prompts with several passing ones) none (docs/results/effect-tests.md)
 PAIRS_PER_PROMPT = 4
 #: the pass rate must rise by at least this much (absolute) on the held-out prompts
 MIN_PASS_GAIN = 0.15

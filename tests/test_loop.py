@@ -60,6 +60,24 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
         _open_loop_dir(LoopConfig(**{**config.__dict__, "out": stray}))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("loss", "bogus", "loss must be one of"),
+        ("dpo_beta", 0.0, "beta must be > 0"),
+        ("min_margin", 0.7, "min_margin must be in"),
+        ("dpo_degenerate_chosen", "sometimes", "degenerate_chosen must be one of"),
+        ("dpo_learning_rate", 0.0, "learning_rate must be > 0"),
+    ],
+)
+def test_loop_config_checks_dpo_settings_before_any_model_loads(tmp_path, field, value, message):
+    """A DPO setting the round's trainer would refuse fails when the loop is configured, not
+    after round 1 has generated and labelled; the loop directory is not even created."""
+    with pytest.raises(ValueError, match=message):
+        LoopConfig(out=tmp_path / "loop", **{field: value})
+    assert not (tmp_path / "loop").exists()
+
+
 def test_rounds_table():
     row = {
         "round": 1,

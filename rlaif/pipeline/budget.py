@@ -19,12 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
-from rlaif.errors import RlaifError
+from rlaif.errors import BudgetExceeded
 from rlaif.pipeline.pricing import CHOICE_OUTPUT_TOKENS, PriceTable, quick_input_tokens
-
-
-class BudgetExceeded(RlaifError):
-    """The next model call could take the run past ``--max-cost``; nothing was half-written."""
 
 
 class Budget:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from rlaif.compare import Preference
+from rlaif.fileio import write_json_atomic
 from rlaif.prompts import Prompt
 
 OUTPUT_FILES = (
@@ -158,9 +159,7 @@ class OutputWriter:
         run_json.unlink(missing_ok=True)
         for name in OUTPUT_FILES:
             os.replace(self.out / f"{name}.tmp", self.out / name)
-        tmp = self.out / f"{RUN_JSON}.tmp"
-        tmp.write_text(json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, run_json)
+        write_json_atomic(run_json, run_info)
 
     def discard(self) -> None:
         """Close and delete the temporary files (after a failure)."""

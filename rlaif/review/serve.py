@@ -7,13 +7,9 @@ import secrets
 import signal
 import socket
 
-from rlaif.errors import RlaifError
+from rlaif.errors import ReviewServerError
 
 LOCAL_HOST = "127.0.0.1"
-
-
-class ReviewServerError(RlaifError):
-    """The review server cannot listen where it was asked to."""
 
 
 def bind(host: str, port: int, *, allow_remote: bool = False) -> socket.socket:

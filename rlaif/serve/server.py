@@ -12,13 +12,9 @@ import signal
 import socket
 from pathlib import Path
 
-from rlaif.errors import RlaifError
+from rlaif.errors import ServeError
 
 LOCAL_HOST = "127.0.0.1"
-
-
-class ServeError(RlaifError):
-    """The judge server cannot start as asked (address, port, token file)."""
 
 
 def is_loopback(host: str) -> bool:

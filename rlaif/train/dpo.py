@@ -21,10 +21,9 @@ the margin by pushing both responses down, which on a 135M model leaves more ans
 repetition loops, and the NLL term keeps the chosen answers likely. It is also supervised
 fine-tuning on the chosen answers, which teaches whatever they share whatever the labels say.
 
-An earlier version drew pairs with probability proportional to 2p - 1 and trained each drawn
-pair as a hard win; that matches the soft objective's gradient only at the start of training
-(h = 0) and never stops pushing a drawn pair, so it was replaced by the loss above rather than
-combined with it (that would count the label twice).
+The soft loss is not combined with sampling pairs in proportion to 2p - 1 (hard wins drawn by
+confidence): that matches the soft objective's gradient only at the start of training (h = 0),
+never stops pushing a drawn pair, and together with the soft target would count the label twice.
 
 ``min_margin`` drops pairs with |p_chosen - 0.5| below it (default 0: the embedded 135M
 judge's labels sit within about 0.01 of a coin flip). Pairs whose ``p_chosen`` is below 0.5
@@ -66,7 +65,7 @@ class DPOSettings(PairTrainingSettings):
 
     #: 2 epochs (at the learning rate 2e-5 of PairTrainingSettings); the effect tests measure
     #: what DPO alone does to the embedded model at 2 epochs of 3e-5 on held-out prompts
-    #: (tests/test_effect_training.py, the README's effect-test table)
+    #: (tests/test_effect_training.py, docs/results/effect-tests.md)
     epochs: int = 2
     #: DPO's KL strength: higher keeps the policy closer to the reference
     beta: float = 0.1
@@ -75,7 +74,7 @@ class DPOSettings(PairTrainingSettings):
     #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
     loss: str = "soft"
     #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
-    #: the README for what 1 did to looping answers and to the shuffled-label control
+    #: docs/guides/training.md for what 1 did to looping answers and to the shuffled-label control
     nll_weight: float = 0.0
     #: "drop": leave out pairs whose chosen answer was cut at the token limit
     #: (``chosen_truncated``) or is stuck in a loop (:func:`rlaif.rules.is_looping`), so DPO
