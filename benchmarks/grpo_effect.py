@@ -10,6 +10,10 @@ and GRPO learns nothing), and is measured on all 32 held-out prompts (greedy ans
 the held-out prompts of the same kind (``--samples`` sampled answers each, temperature 1).
 
 ``--variant negated`` trains on 1 - reward: a sign error, which must not raise the figures.
+``judge-pointwise`` and ``judge-group`` reward with the embedded judge under a one-principle
+constitution whose check is the same rule (:mod:`rlaif.rewards`): pointwise, 0.0 where the
+check fails an answer and p("Yes") elsewhere; group, each answer's mean probability of beating
+the others of its prompt, pairs in both orders, the check deciding pairs it separates.
 The table gives, per variant, the training reward of the first and last steps, the pass rate
 base → policy (greedy, and sampled), the sampled gain paired by prompt and sample index with a
 95% interval from a bootstrap over prompts (sampled answers of one prompt are not independent,
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +37,7 @@ FIXTURE = ROOT / "tests" / "data" / "effect_responses.jsonl"
 RULE = "rule:words=8-40"
 #: tokens of a completion, in training and when measuring (the reward's limit)
 MAX_TOKENS = 64
+VARIANTS = ["rule", "negated", "judge-pointwise", "judge-group"]
 
 
 def _passes(texts: list[str], truncated: list[bool]) -> list[float]:
@@ -53,6 +59,56 @@ def ended_answer(prompts: list, completions: list, completion_ids: list, **_: ob
 def ended_answer_negated(prompts: list, completions: list, completion_ids: list, **kw) -> list:
     """The reward with its sign turned: the broken variant."""
     return [1.0 - r for r in ended_answer(prompts, completions, completion_ids, **kw)]
+
+
+#: the judge variants' constitution: one principle whose check is the measured rule
+JUDGE_CONSTITUTION = {
+    "name": "effect-answer",
+    "principles": [
+        {
+            "id": "answer",
+            "critique": "Does the response answer the request directly and briefly?",
+            "revision": "Rewrite the response to answer the request directly in 8 to 40 words.",
+            "comparison": "Which response answers the request more directly and briefly?",
+            "pointwise": "Does the response answer the request directly, in 8 to 40 words?",
+            "check": RULE,
+        }
+    ],
+}
+_POINTWISE: dict[str, object] = {}
+CONSTITUTION_ENV = "RLAIF_EFFECT_CONSTITUTION"
+
+
+def judge_pointwise(prompts: list, completions: list, completion_ids: list, **_: object) -> list:
+    """The served judge's pointwise reward (rlaif.rewards): 0.0 where the check fails an
+    answer (a cut-off answer fails it), else the embedded judge's p("Yes")."""
+    from rlaif.constitution import load_constitution
+    from rlaif.rewards import RewardJudge
+    from rlaif.rules import completion_text
+
+    if "judge" not in _POINTWISE:  # this module is imported again by name for python:
+        path = os.environ[CONSTITUTION_ENV]
+        _POINTWISE["judge"] = RewardJudge("smollm2", load_constitution(path))
+    judge = _POINTWISE["judge"]
+    return [
+        judge.score_item(
+            completion_text(p), completion_text(c).strip(), len(ids) >= MAX_TOKENS
+        ).reward
+        for p, c, ids in zip(prompts, completions, completion_ids, strict=True)
+    ]
+
+
+def _reward_settings(variant: str, work: Path) -> dict:
+    """The GRPOSettings fields that choose a variant's reward."""
+    if variant in ("rule", "negated"):
+        function = "ended_answer" if variant == "rule" else "ended_answer_negated"
+        return {"judge": f"python:grpo_effect:{function}"}
+    path = work / "constitution.json"
+    path.write_text(json.dumps(JUDGE_CONSTITUTION, indent=2), encoding="utf-8")
+    if variant == "judge-pointwise":
+        os.environ[CONSTITUTION_ENV] = str(path)
+        return {"judge": "python:grpo_effect:judge_pointwise"}
+    return {"judge": "smollm2", "constitution": str(path), "judge_mode": "group"}
 
 
 def prompts(split: str, selected: bool) -> list[str]:
@@ -92,13 +148,12 @@ def run_variant(variant: str, args) -> dict:
     data = work / "prompts.jsonl"
     train = prompts("train", selected=True)
     data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in train), encoding="utf-8")
-    function = "ended_answer" if variant == "rule" else "ended_answer_negated"
     started = time.time()
     info = train_grpo(
         GRPOSettings(
             data=str(data),
             out=work / "policy",
-            judge=f"python:grpo_effect:{function}",
+            **_reward_settings(variant, work),
             max_steps=args.steps,
             prompts_per_step=args.prompts_per_step,
             num_generations=args.num_generations,
@@ -164,7 +219,7 @@ def table(results: list[dict]) -> str:
 def main() -> int:
     """Run the variants and print the table and three sample answers of each."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", nargs="+", default=["rule"], choices=["rule", "negated"])
+    parser.add_argument("--variant", nargs="+", default=["rule"], choices=VARIANTS)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--prompts-per-step", type=int, default=2)
@@ -173,8 +228,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-grpo"))
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))  # the reward's module, for python:
-    results = [run_variant(v, args) for v in args.variant]
-    print(table(results))
+    results = []
+    for variant in args.variant:  # the table so far after each variant: a long run keeps them
+        results.append(run_variant(variant, args))
+        print(table(results), flush=True)
     for r in results:
         print(f"\n{r['variant']}: three held-out answers, base | policy")
         for b, p in list(zip(r["base"]["answers"], r["policy"]["answers"], strict=True))[:3]:

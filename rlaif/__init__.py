@@ -13,6 +13,7 @@ from rlaif.constitution import Constitution, Principle, load_constitution
 from rlaif.critique import Critique, Revision, critique, revise
 from rlaif.errors import RlaifError
 from rlaif.pipeline.agent import RLAIFAgent
+from rlaif.remote import remote_reward
 from rlaif.synth import generate
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "generate",
     "load_backend",
     "load_constitution",
+    "remote_reward",
     "revise",
 ]
 

@@ -35,3 +35,11 @@ class ReviewServerError(RlaifError):
 
 class BudgetExceeded(RlaifError):
     """The next model call could take the run past ``--max-cost``; nothing was half-written."""
+
+
+class ServeError(RlaifError):
+    """The judge server cannot start as asked (address, port, token file)."""
+
+
+class RemoteJudgeError(RlaifError):
+    """A served judge that cannot be reached, refused the request, or answered nonsense."""

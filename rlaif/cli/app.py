@@ -12,6 +12,7 @@ from rlaif.cli.loop import loop
 from rlaif.cli.ops import compare, critique, generate, revise, synth_prompts
 from rlaif.cli.review import export, review
 from rlaif.cli.run import run
+from rlaif.cli.serve import serve
 from rlaif.cli.train import train_group
 from rlaif.errors import RlaifError
 
@@ -35,6 +36,7 @@ for command in (
     loop,
     review,
     export,
+    serve,
     doctor,
 ):
     cli.add_command(command)

@@ -251,8 +251,20 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
     help="'judge': the AI judge's expected 1-9 score under a sampled principle, in [-1, 1] "
     "(direct RLAIF); or the directory of a reward model from `rlaif train reward`.",
 )
-@opt.model("--judge", GRPO, prefix="With --reward judge. ")
+@opt.model(
+    "--judge",
+    GRPO,
+    prefix="With --reward judge. Or http(s)://HOST:PORT of `rlaif serve` (its token from "
+    "$RLAIF_SERVE_TOKEN). ",
+)
 @opt.constitution(GRPO, why="principles the judge rates by")
+@GRPO.option(
+    "judge_mode",
+    type=click.Choice(["pointwise", "group"]),
+    help="With the judge: 'pointwise' rates each response alone; 'group' rewards each by its "
+    "mean probability of beating the other responses of its prompt, pairs judged in both "
+    "orders (G(G-1) judge calls a group up to 8, 8G above).",
+)
 @GRPO.option("max_steps", type=opt.AT_LEAST_1)
 @GRPO.option(
     "prompts_per_step",

@@ -35,9 +35,13 @@ class GRPOSettings:
     model: str = "smollm2"
     #: "judge" (direct RLAIF) or the directory of a reward model (``rlaif train reward``)
     reward: str = "judge"
-    #: the judge model string, when ``reward == "judge"``
+    #: the judge model string, when ``reward == "judge"``; or the URL of ``rlaif serve``
+    #: (its token from ``$RLAIF_SERVE_TOKEN``)
     judge: str = "smollm2"
     constitution: str = "default"
+    #: with the judge: "pointwise" (each response rated alone) or "group" (each response's
+    #: mean probability of beating the others of its prompt, pairs judged in both orders)
+    judge_mode: str = "pointwise"
     max_steps: int = 10
     #: prompts per optimizer step; each gets ``num_generations`` sampled responses
     prompts_per_step: int = 2
@@ -66,6 +70,8 @@ class GRPOSettings:
             raise ValueError(f"learning_rate must be > 0, not {self.learning_rate}")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, not {self.beta}")
+        if self.judge_mode not in ("pointwise", "group"):
+            raise ValueError(f"judge_mode must be 'pointwise' or 'group', not {self.judge_mode!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0 (GRPO samples), not {self.temperature}")
 
@@ -93,9 +99,20 @@ def make_reward(settings: GRPOSettings):
     if settings.reward == "judge":
         from rlaif.backends import load_backend
         from rlaif.constitution import load_constitution
+        from rlaif.remote import is_url, remote_reward
         from rlaif.rules import TrainingReward, is_programmatic, load_score_function
-        from rlaif.train.judge_reward import JudgeReward
+        from rlaif.train.judge_reward import GroupJudgeReward, JudgeReward
 
+        group = settings.judge_mode == "group"
+        if is_url(settings.judge):  # a served judge (rlaif serve); failed items come back None
+            return remote_reward(settings.judge, group=group)
+        if group:
+            return GroupJudgeReward(
+                settings.judge,
+                load_constitution(settings.constitution),
+                seed=settings.seed,
+                max_completion_length=settings.max_completion_length,
+            )
         if is_programmatic(settings.judge):  # a TRL reward function, called by TRL itself
             # it gets ``truncated`` (cut at max_completion_length) beside TRL's keywords; the
             # end-of-answer token is set once the tokenizer is loaded (train_grpo)
@@ -124,8 +141,12 @@ def _check_inputs(settings: GRPOSettings):
     dataset = prompt_dataset(settings.data, settings.limit)
     if settings.reward == "judge":
         from rlaif.backends import check_judge_spec
+        from rlaif.remote import is_url, remote_reward
 
-        check_judge_spec(settings.judge)
+        if is_url(settings.judge):
+            remote_reward(settings.judge).health()  # the server answers before training starts
+        else:
+            check_judge_spec(settings.judge)
         load_constitution(settings.constitution)
     else:
         resolve_checkpoint(settings.reward)

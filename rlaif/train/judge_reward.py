@@ -158,3 +158,61 @@ class RewardModelReward:
                 list(prompts[i : i + self.batch_size]), responses[i : i + self.batch_size]
             )
         return rewards
+
+
+class GroupJudgeReward:
+    """A GRPO reward function: each completion's standing among the completions of its prompt.
+
+    TRL's batch is split by prompt; each group's completions are judged pairwise in both
+    orders (:meth:`rlaif.rewards.RewardJudge.score_group`: the mean probability of beating the
+    others, a principle's check deciding where it separates two). A completion with no readable
+    pair gets ``None`` (TRL leaves it out); a prompt with one completion in the batch, too.
+    With ``max_completion_length`` a completion cut at the limit is flagged to the rules.
+    """
+
+    __name__ = "group_judge"
+
+    def __init__(
+        self,
+        judge: str,
+        constitution: Constitution,
+        *,
+        seed: int = 0,
+        max_completion_length: int | None = None,
+    ) -> None:
+        from rlaif.rewards import RewardJudge
+
+        self.judge = RewardJudge(judge, constitution, seed=seed)
+        self.max_completion_length = max_completion_length
+        #: set once the policy's tokenizer is loaded (train_grpo)
+        self.eos_token_id: int | None = None
+
+    def _truncated(self, ids: object, n: int) -> list[bool | None]:
+        if self.max_completion_length is None or not isinstance(ids, list) or len(ids) != n:
+            return [None] * n
+        return [
+            len(x) >= self.max_completion_length
+            and (self.eos_token_id is None or not x or x[-1] != self.eos_token_id)
+            for x in ids
+        ]
+
+    def __call__(
+        self, prompts: Sequence[str | list], completions: Sequence[str | list], **kwargs: object
+    ) -> list[float | None]:
+        """One reward per (prompt, completion), as TRL's GRPOTrainer calls a reward function."""
+        texts = [_text(p) for p in prompts]
+        responses = [_text(c).strip() for c in completions]
+        cut = self._truncated(kwargs.get("completion_ids"), len(responses))
+        groups: dict[str, list[int]] = {}
+        for index, text in enumerate(texts):
+            groups.setdefault(text, []).append(index)
+        rewards: list[float | None] = [None] * len(responses)
+        for prompt, indices in groups.items():
+            if len(indices) < 2:
+                continue
+            scored = self.judge.score_group(
+                prompt, [responses[i] for i in indices], [cut[i] for i in indices]
+            )
+            for i, item in zip(indices, scored, strict=True):
+                rewards[i] = item.reward
+        return rewards

@@ -1,0 +1,126 @@
+"""A served judge (``rlaif serve``) as a TRL reward function: :func:`remote_reward`.
+
+The function posts each batch to the server and returns its rewards; a failed item (the
+judge gave no number) comes back as ``None``, which TRL's GRPOTrainer leaves out as NaN, never
+as a made-up score. Only the standard library is used, so the client runs wherever TRL does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from rlaif.errors import RemoteJudgeError
+from rlaif.rules import completion_text
+
+#: environment variable read for the token when none is passed
+TOKEN_ENV = "RLAIF_SERVE_TOKEN"
+
+
+def is_url(spec: object) -> bool:
+    """Whether a judge string is the URL of a served judge."""
+    return isinstance(spec, str) and spec.strip().startswith(("http://", "https://"))
+
+
+class RemoteReward:
+    """A TRL reward function backed by ``rlaif serve`` (pointwise, or group-relative)."""
+
+    def __init__(
+        self, url: str, token: str | None = None, *, group: bool = False, timeout: float = 300
+    ) -> None:
+        self.base = _base_url(url)
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self.group = group
+        self.timeout = timeout
+        #: TRL names the reward's logged metrics after this
+        self.__name__ = "remote_group_judge" if group else "remote_judge"
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RemoteReward({self.base!r}, group={self.group})"
+
+    def post(self, path: str, body: dict) -> dict:
+        """POST JSON to the server; RemoteJudgeError naming the status (never the token)."""
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read()[:200].decode(errors="replace").strip()
+            raise RemoteJudgeError(f"{self.base}{path}: HTTP {e.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise RemoteJudgeError(f"{self.base}{path}: cannot reach the judge ({e})") from None
+
+    def health(self) -> dict:
+        """The server's ``GET /health``; RemoteJudgeError if it does not answer."""
+        try:
+            with urllib.request.urlopen(self.base + "/health", timeout=10) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise RemoteJudgeError(
+                f"{self.base}/health: no rlaif serve there ({e}); start one with `rlaif serve`"
+            ) from None
+
+    def __call__(
+        self, prompts: Sequence[object], completions: Sequence[object], **_: object
+    ) -> list[float | None]:
+        """One reward per (prompt, completion), as TRL's GRPOTrainer calls a reward function."""
+        texts = [completion_text(p) for p in prompts]
+        responses = [completion_text(c).strip() for c in completions]
+        if not self.group:
+            reply = self.post("/get_reward", {"prompts": texts, "responses": responses})
+            return _rewards(reply, len(responses))
+        rewards: list[float | None] = [None] * len(responses)
+        groups: dict[str, list[int]] = {}
+        for index, text in enumerate(texts):
+            groups.setdefault(text, []).append(index)
+        for prompt, indices in groups.items():
+            if len(indices) < 2:  # nothing to compare with: no group standing
+                continue
+            reply = self.post(
+                "/group_reward", {"prompt": prompt, "responses": [responses[i] for i in indices]}
+            )
+            for i, reward in zip(indices, _rewards(reply, len(indices)), strict=True):
+                rewards[i] = reward
+        return rewards
+
+
+def _rewards(reply: dict, n: int) -> list[float | None]:
+    rewards = reply.get("rewards") if isinstance(reply, dict) else None
+    if not isinstance(rewards, list) or len(rewards) != n:
+        raise RemoteJudgeError(f"the judge answered {str(reply)[:200]!r}, not {n} rewards")
+    failed = set(reply.get("failed") or [])
+    return [None if i in failed or r is None else float(r) for i, r in enumerate(rewards)]
+
+
+def _base_url(url: str) -> str:
+    """The server's root URL from its root or any endpoint URL (``.../get_reward``)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RemoteJudgeError(f"{url!r} is not an http(s) URL of `rlaif serve`")
+    path = parts.path.rstrip("/")
+    for endpoint in ("/get_reward", "/group_reward"):
+        path = path.removesuffix(endpoint)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def remote_reward(
+    url: str, token: str | None = None, *, group: bool = False, timeout: float = 300
+) -> RemoteReward:
+    """A TRL reward function that asks ``rlaif serve`` at ``url``.
+
+    ``token`` (default: ``$RLAIF_SERVE_TOKEN``) is sent as a Bearer header. ``group=True``
+    rewards each completion by its standing among the completions of the same prompt
+    (``/group_reward``) instead of pointwise (``/get_reward``).
+    """
+    return RemoteReward(url, token, group=group, timeout=timeout)
