@@ -33,6 +33,16 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class GenerateRequest:
+    """The arguments of one :meth:`Backend.generate` call, for :meth:`Backend.generate_many`."""
+
+    messages: Messages
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ChoiceScores:
     """What a backend says about the next token after chat messages.
 
@@ -64,6 +74,16 @@ class Backend(ABC):
         self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate an assistant reply for chat messages."""
+
+    def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """One generation per request, in order; backends that can decode several sequences
+        at once (llama.cpp) override this. The default calls :meth:`generate` for each."""
+        return [
+            self.generate(
+                r.messages, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+            )
+            for r in requests
+        ]
 
     @abstractmethod
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
