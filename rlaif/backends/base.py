@@ -11,6 +11,9 @@ from rlaif.errors import BackendError
 
 Messages = list[dict]
 
+#: sequences handed to a backend's ``generate_many`` at once by the library's callers
+DEFAULT_BATCH_SIZE = 8
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -91,6 +94,28 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (model weights, connections)."""
+
+
+def generate_in_groups(
+    backend: Backend, requests: Sequence[GenerateRequest], batch_size: int
+) -> list[Generation]:
+    """One generation per request, in order, handed to ``backend`` in groups of ``batch_size``.
+
+    ``batch_size <= 1`` calls :meth:`Backend.generate` once per request (the sequential path);
+    otherwise each group goes to :meth:`Backend.generate_many`. Groups are consecutive runs of
+    ``requests``, so which requests share a group is a fixed function of the inputs.
+    """
+    if batch_size <= 1:
+        return [
+            backend.generate(
+                r.messages, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+            )
+            for r in requests
+        ]
+    out: list[Generation] = []
+    for start in range(0, len(requests), batch_size):
+        out.extend(backend.generate_many(requests[start : start + batch_size]))
+    return out
 
 
 def single_token_ids(model_id: str, choice: str, tokenize: Callable[[str], list[int]]) -> list[int]:
