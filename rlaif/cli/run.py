@@ -79,7 +79,7 @@ RUN = opt.Settings("rlaif.pipeline.config", "RunConfig")
     type=opt.AT_LEAST_1,
     help="Sequences an in-process llama.cpp model decodes at once while generating and "
     "revising (responses, critiques and rewrites of consecutive prompts). 1: one at a time. "
-    "The outputs are byte-identical either way; only the speed differs.",
+    "The outputs are byte-identical either way; only the speed differs. With --max-cost: 1.",
 )
 @RUN.option(
     "executor",

@@ -55,7 +55,7 @@ class RunConfig:
     concurrency: int | None = None
     #: sequences an in-process llama.cpp model decodes at once in the generate and revise stages
     #: (responses, critiques and rewrites of consecutive prompts); 1: one at a time, the old
-    #: path. The outputs are the same either way.
+    #: path (also with ``max_cost``, checked call by call). The outputs are the same either way.
     batch_size: int = 8
     #: where pairs are labelled: "local" (threads in this process) or "ray" (Ray workers)
     executor: Literal["local", "ray"] = "local"
