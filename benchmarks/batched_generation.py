@@ -145,10 +145,13 @@ def main() -> None:
     parser.add_argument("--skip-run", action="store_true", help="part 1 only")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
+    threads = os.environ.get("RLAIF_N_THREADS", "default")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load {load:.1f}, RLAIF_N_THREADS={threads}")
     gen = generation_rows(sizes, args.max_tokens, args.repeats)
     run = None if args.skip_run else run_rows(args.limit, args.repeats)
     print(table(gen, run, args.limit))
+    print(f"load at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
