@@ -1,6 +1,7 @@
 """Batched generation on the embedded model: aggregate tokens/s at 1, 2, 4 and 8 sequences
 against single-stream, and `rlaif run` with batches against the sequential path, in one run.
 
+Part 0 times llama.cpp's decode step alone at each N (no sampling, no Python around it).
 Part 1 opens the llama.cpp backend in this process. For each N it takes the first N built-in
 prompts (one sampled response each), generates them one after the other (`generate`, the
 single-stream path) and then together (`generate_many`, one llama.cpp batch), alternating the
@@ -77,6 +78,30 @@ def generation_rows(sizes: list[int], max_tokens: int, repeats: int) -> list[dic
     return rows
 
 
+def decode_step_rows(sizes: list[int], steps: int = 10) -> list[dict]:
+    """Part 0: llama.cpp alone, no Python sampling: milliseconds per ``llama_decode`` of one
+    token in each of N sequences (200-token prompts), the engine's own ceiling for batching."""
+    from rlaif.backends import load_backend
+
+    backend = load_backend("smollm2")
+    rows = []
+    try:
+        decoder = backend._decoder(max(sizes), 1024)
+        pos = [200] * max(sizes)
+        for s in range(max(sizes)):
+            decoder._prefill(s, list(range(100, 300)))
+        for n in [*sizes, sizes[0]]:  # the first size again: how much the machine drifted
+            t = time.perf_counter()
+            for k in range(steps):
+                decoder._decode([(500 + k, pos[s], s, True) for s in range(n)])
+                pos[:n] = [p + 1 for p in pos[:n]]
+            ms = 1000 * (time.perf_counter() - t) / steps
+            rows.append({"sequences": n, "ms_per_step": ms, "tok_s": 1000 * n / ms})
+    finally:
+        backend.close()
+    return rows
+
+
 def run_once(batch_size: int, limit: int, workdir: Path, tag: str) -> dict:
     """Part 2: one `rlaif run` of the first ``limit`` built-in prompts; its timings and files."""
     out = workdir / tag
@@ -109,9 +134,12 @@ def run_rows(limit: int, repeats: int) -> dict:
     return {**sums, "identical": identical}
 
 
-def table(gen: list[dict], run: dict | None, limit: int) -> str:
-    """The markdown tables of both parts."""
-    lines = [
+def table(raw: list[dict], gen: list[dict], run: dict | None, limit: int) -> str:
+    """The markdown tables of the three parts."""
+    lines = ["| sequences | ms per llama_decode step | tok/s |", "|---:|---:|---:|"]
+    lines += [f"| {r['sequences']} | {r['ms_per_step']:.1f} | {r['tok_s']:.1f} |" for r in raw]
+    lines += [
+        "",
         "| sequences | single-stream tok/s | batched tok/s | batched / single | same replies |",
         "|---:|---:|---:|---:|---|",
     ]
@@ -148,9 +176,10 @@ def main() -> None:
     threads = os.environ.get("RLAIF_N_THREADS", "default")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load {load:.1f}, RLAIF_N_THREADS={threads}")
+    raw = decode_step_rows(sizes)
     gen = generation_rows(sizes, args.max_tokens, args.repeats)
     run = None if args.skip_run else run_rows(args.limit, args.repeats)
-    print(table(gen, run, args.limit))
+    print(table(raw, gen, run, args.limit))
     print(f"load at the end: {os.getloadavg()[0]:.1f}")
 
 
