@@ -107,7 +107,12 @@ def run_once(batch_size: int, limit: int, workdir: Path, tag: str) -> dict:
     out = workdir / tag
     cmd = [*RLAIF, "run", "--limit", str(limit), "--batch-size", str(batch_size)]
     t = time.perf_counter()
-    subprocess.run([*cmd, "--out", str(out), "--quiet"], check=True, env=os.environ.copy())
+    subprocess.run(
+        [*cmd, "--out", str(out), "--quiet"],
+        check=True,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,  # the run's summary table; run.json has what is reported
+    )
     wall = time.perf_counter() - t
     info = json.loads((out / "run.json").read_text())
     files = {name: (out / name).read_bytes() for name in DATA_FILES if (out / name).exists()}
