@@ -30,75 +30,63 @@ RLAIF = [sys.executable, "-m", "rlaif"]
 DATA_FILES = ("preferences.jsonl", "low_margin.jsonl", "sft.jsonl", "revisions.jsonl")
 
 
-def generation_rows(sizes: list[int], max_tokens: int, repeats: int) -> list[dict]:
+def generation_rows(backend, sizes: list[int], max_tokens: int, repeats: int) -> list[dict]:
     """Part 1: single-stream and batched tokens/s for each number of sequences."""
-    from rlaif.backends import load_backend
     from rlaif.backends.base import GenerateRequest
     from rlaif.prompts import builtin_prompts_path, load_prompts
     from rlaif.templates import policy_messages
 
     prompts = load_prompts(builtin_prompts_path())
-    backend = load_backend("smollm2")
     rows = []
-    try:
-        # warm-up: the first calls page the weights in; later ones find the context made
-        warm = GenerateRequest(policy_messages(prompts[0].chat()), 8, 0.8, seed=0)
-        backend.generate(warm.messages, max_tokens=8, temperature=0.8)
-        backend.generate_many([warm] * max(sizes))  # the batch context at its largest
-        for n in sizes:
-            requests = [
-                GenerateRequest(policy_messages(p.chat()), max_tokens, 0.8, seed=0)
-                for p in prompts[:n]
+    # warm-up: the first calls page the weights in; later ones find the context made
+    warm = GenerateRequest(policy_messages(prompts[0].chat()), 8, 0.8, seed=0)
+    backend.generate(warm.messages, max_tokens=8, temperature=0.8)
+    backend.generate_many([warm] * max(sizes))  # the batch context at its largest
+    for n in sizes:
+        requests = [
+            GenerateRequest(policy_messages(p.chat()), max_tokens, 0.8, seed=0) for p in prompts[:n]
+        ]
+        times = {"single": 0.0, "batched": 0.0}
+        for _ in range(repeats):
+            t = time.perf_counter()
+            single = [
+                backend.generate(r.messages, max_tokens=r.max_tokens, temperature=0.8)
+                for r in requests
             ]
-            times = {"single": 0.0, "batched": 0.0}
-            for _ in range(repeats):
-                t = time.perf_counter()
-                single = [
-                    backend.generate(r.messages, max_tokens=r.max_tokens, temperature=0.8)
-                    for r in requests
-                ]
-                times["single"] += time.perf_counter() - t
-                t = time.perf_counter()
-                batched = backend.generate_many(requests)
-                times["batched"] += time.perf_counter() - t
-            tokens = sum(g.completion_tokens for g in batched) * repeats
-            rows.append(
-                {
-                    "sequences": n,
-                    "tokens": tokens,
-                    "single_tok_s": tokens / times["single"],
-                    "batched_tok_s": tokens / times["batched"],
-                    "ratio": times["single"] / times["batched"],
-                    "identical": batched == single,
-                }
-            )
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    finally:
-        backend.close()
+            times["single"] += time.perf_counter() - t
+            t = time.perf_counter()
+            batched = backend.generate_many(requests)
+            times["batched"] += time.perf_counter() - t
+        tokens = sum(g.completion_tokens for g in batched) * repeats
+        rows.append(
+            {
+                "sequences": n,
+                "tokens": tokens,
+                "single_tok_s": tokens / times["single"],
+                "batched_tok_s": tokens / times["batched"],
+                "ratio": times["single"] / times["batched"],
+                "identical": batched == single,
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
-def decode_step_rows(sizes: list[int], steps: int = 10) -> list[dict]:
+def decode_step_rows(backend, sizes: list[int], steps: int = 10) -> list[dict]:
     """Part 0: llama.cpp alone, no Python sampling: milliseconds per ``llama_decode`` of one
     token in each of N sequences (200-token prompts), the engine's own ceiling for batching."""
-    from rlaif.backends import load_backend
-
-    backend = load_backend("smollm2")
     rows = []
-    try:
-        decoder = backend._decoder(max(sizes), 1024)
-        pos = [200] * max(sizes)
-        for s in range(max(sizes)):
-            decoder._prefill(s, list(range(100, 300)))
-        for n in [*sizes, sizes[0]]:  # the first size again: how much the machine drifted
-            t = time.perf_counter()
-            for k in range(steps):
-                decoder._decode([(500 + k, pos[s], s, True) for s in range(n)])
-                pos[:n] = [p + 1 for p in pos[:n]]
-            ms = 1000 * (time.perf_counter() - t) / steps
-            rows.append({"sequences": n, "ms_per_step": ms, "tok_s": 1000 * n / ms})
-    finally:
-        backend.close()
+    decoder = backend._decoder(max(sizes), 1024)
+    pos = [200] * max(sizes)
+    for s in range(max(sizes)):
+        decoder._prefill(s, list(range(100, 300)))
+    for n in [*sizes, sizes[0]]:  # the first size again: how much the machine drifted
+        t = time.perf_counter()
+        for k in range(steps):
+            decoder._decode([(500 + k, pos[s], s, True) for s in range(n)])
+            pos[:n] = [p + 1 for p in pos[:n]]
+        ms = 1000 * (time.perf_counter() - t) / steps
+        rows.append({"sequences": n, "ms_per_step": ms, "tok_s": 1000 * n / ms})
     return rows
 
 
@@ -181,8 +169,14 @@ def main() -> None:
     threads = os.environ.get("RLAIF_N_THREADS", "default")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load {load:.1f}, RLAIF_N_THREADS={threads}")
-    raw = decode_step_rows(sizes)
-    gen = generation_rows(sizes, args.max_tokens, args.repeats)
+    from rlaif.backends import load_backend
+
+    backend = load_backend("smollm2")  # one model for parts 0 and 1: loads are shared
+    try:
+        raw = decode_step_rows(backend, sizes)
+        gen = generation_rows(backend, sizes, args.max_tokens, args.repeats)
+    finally:
+        backend.close()
     run = None if args.skip_run else run_rows(args.limit, args.repeats)
     print(table(raw, gen, run, args.limit))
     print(f"load at the end: {os.getloadavg()[0]:.1f}")
