@@ -121,8 +121,10 @@ def test_revise_many_makes_the_revisions_of_revise(constitution):
 
 @pytest.mark.slow
 def test_run_with_batches_writes_the_files_of_the_sequential_run(tmp_path):
-    # a rule judge: labelling does not batch, so the test spends its time on generation
-    args = ["--limit", "2", "--n-responses", "2", "--revisions", "1", "--max-tokens", "16"]
+    # A rule judge and no revisions: critiques (128 tokens each) made this test take 11-17 min
+    # on a busy 2-core machine; revise_many's grouping is tested above against revise, and the
+    # replies themselves against single-stream decoding.
+    args = ["--limit", "2", "--n-responses", "2", "--revisions", "0", "--max-tokens", "16"]
     args += ["--judge", "rule:max_words=20"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     outputs = {}
@@ -140,7 +142,7 @@ def test_run_with_batches_writes_the_files_of_the_sequential_run(tmp_path):
             name: (out / name).read_bytes() for name in (*DATA_FILES, "revisions.jsonl")
         }
     assert outputs["8"] == outputs["1"]
-    assert outputs["8"]["revisions.jsonl"]  # something was generated and revised
+    assert outputs["8"]["preferences.jsonl"] or outputs["8"]["low_margin.jsonl"]
 
 
 def test_batch_size_option_is_documented_and_checked(tmp_path):
