@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from rlaif import templates
-from rlaif.backends.base import Backend, Generation
+from rlaif.backends.base import (
+    DEFAULT_BATCH_SIZE,
+    Backend,
+    GenerateRequest,
+    Generation,
+    generate_in_groups,
+)
 from rlaif.constitution import Constitution, Principle
 
 CRITIQUE_MAX_TOKENS = 128
@@ -112,6 +119,13 @@ def critique(
     principle = principle or constitution.sample(seed, "critique", prompt, response)
     messages = templates.critique_messages(prompt, response, principle)
     gen = backend.generate(messages, max_tokens=max_tokens)
+    return _critique_of(gen, principle, constitution, backend.model_id)
+
+
+def _critique_of(
+    gen: Generation, principle: Principle, constitution: Constitution, model_id: str
+) -> Critique:
+    """The :class:`Critique` a critic's generation under ``principle`` says."""
     text = gen.text.strip()
     problems, suggestions = parse_critique(text)
     return Critique(
@@ -120,7 +134,7 @@ def critique(
         problems=problems,
         suggestions=suggestions,
         constitution_hash=constitution.hash,
-        model=backend.model_id,
+        model=model_id,
         prompt_tokens=gen.prompt_tokens,
         completion_tokens=gen.completion_tokens,
     )
@@ -172,35 +186,90 @@ def revise(
     whether its text was cut off at ``max_tokens``; ``response_truncated`` says it of
     ``response`` (kept by a round whose rewrite is empty).
     """
+    return revise_many(
+        backend,
+        constitution,
+        [(prompt, response, response_truncated)],
+        rounds=rounds,
+        seed=seed,
+        critic=critic,
+        max_tokens=max_tokens,
+        critique_max_tokens=critique_max_tokens,
+        batch_size=1,
+    )[0]
+
+
+def revise_many(
+    backend: Backend,
+    constitution: Constitution,
+    items: Sequence[tuple[str, str, bool | None]],
+    *,
+    rounds: int = 1,
+    seed: int = 0,
+    critic: Backend | None = None,
+    max_tokens: int = REVISION_MAX_TOKENS,
+    critique_max_tokens: int = CRITIQUE_MAX_TOKENS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[Revision]:
+    """:func:`revise` of several ``(prompt, response, response truncated)`` items at once.
+
+    Round by round, every item's critique is handed to ``critic`` and then every rewrite to
+    ``backend``, ``batch_size`` requests at a time (1: one after the other). Each request is
+    the one :func:`revise` makes for that item alone, so the revisions are the same.
+    """
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, not {rounds}")
     critic = critic or backend
-    result = Revision(original=response, original_truncated=response_truncated)
-    current = response
+    results = [Revision(original=r, original_truncated=t) for _, r, t in items]
     for k in range(rounds):
-        principle = constitution.sample(seed, "revise", str(k), prompt, current)
-        crit = critique(
+        current = [res.final for res in results]
+        prompts = [prompt for prompt, _, _ in items]
+        principles = [
+            constitution.sample(seed, "revise", str(k), p, text)
+            for p, text in zip(prompts, current, strict=True)
+        ]
+        critique_gens = generate_in_groups(
             critic,
-            constitution,
-            prompt,
-            current,
-            seed=seed,
-            principle=principle,
-            max_tokens=critique_max_tokens,
+            [
+                GenerateRequest(
+                    templates.critique_messages(p, text, pr), max_tokens=critique_max_tokens
+                )
+                for p, text, pr in zip(prompts, current, principles, strict=True)
+            ],
+            batch_size,
         )
-        rewritten, gen = rewrite(backend, principle, prompt, current, crit.text, max_tokens)
-        changed = bool(rewritten) and rewritten != current
-        kept_truncated = result.truncated  # of ``current``, kept if the rewrite is empty
-        result.rounds.append(
-            RevisionRound(
-                response=current,
-                critique=crit,
-                revision=rewritten if rewritten else current,
-                changed=changed,
-                prompt_tokens=gen.prompt_tokens,
-                completion_tokens=gen.completion_tokens,
-                truncated=gen.truncated if rewritten else kept_truncated,
-            )
+        crits = [
+            _critique_of(gen, pr, constitution, critic.model_id)
+            for gen, pr in zip(critique_gens, principles, strict=True)
+        ]
+        rewrites = generate_in_groups(
+            backend,
+            [
+                GenerateRequest(
+                    templates.revise_messages(p, text, c.text, pr), max_tokens=max_tokens
+                )
+                for p, text, c, pr in zip(prompts, current, crits, principles, strict=True)
+            ],
+            batch_size,
         )
-        current = result.rounds[-1].revision
-    return result
+        for res, text, crit, gen in zip(results, current, crits, rewrites, strict=True):
+            _add_round(res, text, crit, gen)
+    return results
+
+
+def _add_round(result: Revision, current: str, crit: Critique, gen: Generation) -> None:
+    """Append the round that critiqued ``current`` with ``crit`` and rewrote it as ``gen``."""
+    rewritten = _clean_revision(gen.text)
+    changed = bool(rewritten) and rewritten != current
+    kept_truncated = result.truncated  # of ``current``, kept if the rewrite is empty
+    result.rounds.append(
+        RevisionRound(
+            response=current,
+            critique=crit,
+            revision=rewritten if rewritten else current,
+            changed=changed,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            truncated=gen.truncated if rewritten else kept_truncated,
+        )
+    )

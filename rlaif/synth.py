@@ -26,7 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rlaif import templates
-from rlaif.backends.base import Backend
+from rlaif.backends.base import (
+    DEFAULT_BATCH_SIZE,
+    Backend,
+    GenerateRequest,
+    generate_in_groups,
+)
 from rlaif.constitution import Constitution
 
 NEAR_DUPLICATE = 0.8
@@ -169,6 +174,22 @@ class Response:
     truncated: bool | None
 
 
+def response_requests(
+    prompt: str | list[dict],
+    n: int = 1,
+    *,
+    seed: int = 0,
+    temperature: float = 0.8,
+    max_tokens: int = 256,
+) -> list[GenerateRequest]:
+    """The ``n`` generation requests of a policy's responses to one prompt (seed ``seed + i``)."""
+    messages = templates.policy_messages(prompt)
+    return [
+        GenerateRequest(messages, max_tokens=max_tokens, temperature=temperature, seed=seed + i)
+        for i in range(n)
+    ]
+
+
 def sample_responses(
     backend: Backend,
     prompt: str | list[dict],
@@ -177,19 +198,22 @@ def sample_responses(
     seed: int = 0,
     temperature: float = 0.8,
     max_tokens: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Response]:
     """``n`` sampled responses of a policy to one prompt, each with its truncation flag.
 
-    Response i uses seed ``seed + i``, so the same call returns the same responses.
+    Response i uses seed ``seed + i``, so the same call returns the same responses. They are
+    handed to the backend ``batch_size`` at a time (1: one call after the other).
     """
-    messages = templates.policy_messages(prompt)
-    out = []
-    for i in range(n):
-        gen = backend.generate(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed + i
-        )
-        out.append(Response(gen.text.strip(), gen.truncated))
-    return out
+    requests = response_requests(
+        prompt, n, seed=seed, temperature=temperature, max_tokens=max_tokens
+    )
+    return to_responses(generate_in_groups(backend, requests, batch_size))
+
+
+def to_responses(generations: list) -> list[Response]:
+    """Responses (stripped text, truncation flag) of generations."""
+    return [Response(gen.text.strip(), gen.truncated) for gen in generations]
 
 
 def generate(

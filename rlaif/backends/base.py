@@ -11,6 +11,9 @@ from rlaif.errors import BackendError
 
 Messages = list[dict]
 
+#: sequences handed to a backend's ``generate_many`` at once by the library's callers
+DEFAULT_BATCH_SIZE = 8
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -30,6 +33,16 @@ class Generation:
     def truncated(self) -> bool | None:
         """True if the reply was cut off at the token limit; None if the reason is unknown."""
         return None if self.finish_reason is None else self.finish_reason == "length"
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """The arguments of one :meth:`Backend.generate` call, for :meth:`Backend.generate_many`."""
+
+    messages: Messages
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,44 @@ class Backend(ABC):
     ) -> Generation:
         """Generate an assistant reply for chat messages."""
 
+    def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """One generation per request, in order; backends that can decode several sequences
+        at once (llama.cpp) override this. The default calls :meth:`generate` for each."""
+        return [
+            self.generate(
+                r.messages, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+            )
+            for r in requests
+        ]
+
     @abstractmethod
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Log-probabilities of each candidate being the reply's first token."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (model weights, connections)."""
+
+
+def generate_in_groups(
+    backend: Backend, requests: Sequence[GenerateRequest], batch_size: int
+) -> list[Generation]:
+    """One generation per request, in order, handed to ``backend`` in groups of ``batch_size``.
+
+    ``batch_size <= 1`` calls :meth:`Backend.generate` once per request (the sequential path);
+    otherwise each group goes to :meth:`Backend.generate_many`. Groups are consecutive runs of
+    ``requests``, so which requests share a group is a fixed function of the inputs.
+    """
+    if batch_size <= 1:
+        return [
+            backend.generate(
+                r.messages, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+            )
+            for r in requests
+        ]
+    out: list[Generation] = []
+    for start in range(0, len(requests), batch_size):
+        out.extend(backend.generate_many(requests[start : start + batch_size]))
+    return out
 
 
 def single_token_ids(model_id: str, choice: str, tokenize: Callable[[str], list[int]]) -> list[int]:

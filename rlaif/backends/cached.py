@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.base import Backend, ChoiceScores, GenerateRequest, Generation, Messages
 from rlaif.store import CACHE_KEY_VERSION, Store, call_key
 
 
@@ -66,28 +66,50 @@ class CachedBackend(Backend):
             key, stored.get("prompt_tokens", 0), stored.get("completion_tokens", 0), not fresh
         )
 
+    def _generate_key(self, r: GenerateRequest) -> str:
+        """The store key of a generation: its messages and the parameters that shape it."""
+        params = {"max_tokens": r.max_tokens, "temperature": r.temperature}
+        if r.temperature > 0:
+            params["seed"] = r.seed  # greedy decoding does not depend on the seed
+        payload = {"messages": r.messages, **params}
+        return call_key(self.model_id, "generate", CACHE_KEY_VERSION, payload)
+
     def generate(
         self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> Generation:
         """Generate, or return the stored generation for the same messages and parameters."""
-        params = {"max_tokens": max_tokens, "temperature": temperature}
-        if temperature > 0:
-            params["seed"] = seed  # greedy decoding does not depend on the seed
-        key = call_key(
-            self.model_id, "generate", CACHE_KEY_VERSION, {"messages": messages, **params}
-        )
-        hit = self.store.get(key)
-        if hit is not None:
-            gen = _generation(hit)
-            self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=True)
-            return gen
-        gen = self.inner.generate(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed
-        )
-        stored, fresh = self._put(key, "generate", asdict(gen))
-        gen = _generation(stored)
-        self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=not fresh)
-        return gen
+        return self.generate_many([GenerateRequest(messages, max_tokens, temperature, seed)])[0]
+
+    def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """The stored generation of each request found in the store; the others made in one
+        call to the wrapped backend's ``generate_many`` (one at a time for a single request).
+
+        The key does not say whether a generation was batched: the llama.cpp backend's batched
+        replies equal its single-stream ones (tested), so either path answers the other.
+        """
+        keys = [self._generate_key(r) for r in requests]
+        out: list[Generation | None] = []
+        for key in keys:
+            hit = self.store.get(key)
+            gen = None if hit is None else _generation(hit)
+            if gen is not None:
+                self._count(key, gen.prompt_tokens, gen.completion_tokens, cached=True)
+            out.append(gen)
+        missing = [i for i, gen in enumerate(out) if gen is None]
+        if len(missing) == 1:
+            r = requests[missing[0]]
+            made = [
+                self.inner.generate(
+                    r.messages, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed
+                )
+            ]
+        else:
+            made = self.inner.generate_many([requests[i] for i in missing]) if missing else []
+        for i, gen in zip(missing, made, strict=True):
+            stored, fresh = self._put(keys[i], "generate", asdict(gen))
+            out[i] = _generation(stored)
+            self._count(keys[i], out[i].prompt_tokens, out[i].completion_tokens, cached=not fresh)
+        return [gen for gen in out if gen is not None]
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Score the choices, or return the stored scores for the same messages and choices."""

@@ -19,6 +19,7 @@ import numpy as np
 from rlaif.backends.base import (
     Backend,
     ChoiceScores,
+    GenerateRequest,
     Generation,
     Messages,
     single_token_ids,
@@ -26,6 +27,8 @@ from rlaif.backends.base import (
 from rlaif.errors import BackendError, ModelSpecError
 
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: most sequences decoded in one llama.cpp batch (more requests go in groups of this size)
+MAX_BATCH_SEQUENCES = 8
 
 
 def embedded_model_path() -> Path:
@@ -109,6 +112,9 @@ class LlamaCppBackend(Backend):
         self.evaluated_tokens = 0
         self.reused_tokens = 0
         self._last: tuple[list[int], np.ndarray] | None = None
+        self._threads = threads
+        self._eos_text = model.token_get_text(eos_id) if eos_id != -1 else ""
+        self._batcher = None  # a BatchDecoder, made at the first generate_many of 2 or more
 
     # -- tokens -----------------------------------------------------------------------------
     def prompt_tokens(self, messages: Messages) -> list[int]:
@@ -154,6 +160,79 @@ class LlamaCppBackend(Backend):
             completion_tokens=usage["completion_tokens"],
             finish_reason=choice.get("finish_reason"),  # "length": cut at max_tokens
         )
+
+    def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Generations for several requests, decoded in lockstep in one llama.cpp batch.
+
+        Up to ``MAX_BATCH_SEQUENCES`` requests share a batch; a prompt shared by several
+        requests is evaluated once. One request, or any with ``max_tokens < 1``, goes through
+        :meth:`generate` unchanged. A request's reply depends on that request alone, not on
+        the others in its batch (see ``llamacpp_batch``).
+        """
+        if len(requests) <= 1 or any(r.max_tokens < 1 for r in requests):
+            return super().generate_many(requests)
+        out: list[Generation] = []
+        for start in range(0, len(requests), MAX_BATCH_SEQUENCES):
+            out.extend(self._decode_batch(requests[start : start + MAX_BATCH_SEQUENCES]))
+        self._last = None
+        return out
+
+    def _decode_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """One batch of at most ``MAX_BATCH_SEQUENCES`` requests."""
+        from rlaif.backends.llamacpp_batch import TokenRequest
+
+        token_requests = [
+            TokenRequest(tuple(self.prompt_tokens(r.messages)), r.max_tokens, r.temperature, r.seed)
+            for r in requests
+        ]
+        need = max(len(r.tokens) + r.max_tokens + 4 for r in token_requests)
+        decoder = self._decoder(len(requests), need)
+        try:
+            results = decoder.run(token_requests)
+        except (ValueError, RuntimeError) as e:
+            raise BackendError(f"{self.model_id}: batched generation failed ({e})") from e
+        return [
+            Generation(
+                text=text.decode("utf-8", errors="ignore"),
+                prompt_tokens=len(r.tokens),
+                completion_tokens=n,
+                finish_reason=finish,
+            )
+            for r, (text, n, finish) in zip(token_requests, results, strict=True)
+        ]
+
+    def _decoder(self, n_seq: int, n_ctx_seq: int):
+        """The batch decoder, made again larger when ``n_seq`` or ``n_ctx_seq`` outgrow it."""
+        from rlaif.backends.llamacpp_batch import BatchDecoder
+
+        old = self._batcher
+        if old is not None and old.n_seq_max >= n_seq and old.n_ctx_seq >= n_ctx_seq:
+            return old
+        n_seq = max(n_seq, old.n_seq_max if old else 0)
+        n_ctx_seq = max(n_ctx_seq, old.n_ctx_seq if old else 0, 1024)
+        n_ctx_seq = -(-n_ctx_seq // 256) * 256
+        if old is not None:
+            old.close()
+            self._batcher = None
+        if n_ctx_seq > self.llm.n_ctx():
+            raise BackendError(
+                f"{self.model_id}: {n_ctx_seq} tokens exceed the context window of "
+                f"{self.llm.n_ctx()}"
+            )
+        try:
+            self._batcher = BatchDecoder(
+                self._llama_cpp,
+                self.llm.model,
+                lambda toks, prev: self.llm.detokenize(toks, prev_tokens=prev),
+                n_seq_max=n_seq,
+                n_ctx_seq=n_ctx_seq,
+                n_threads=self._threads,
+                n_batch=self.llm.n_batch,
+                stops=[self._eos_text.encode("utf-8")] if self._eos_text else [],
+            )
+        except MemoryError as e:
+            raise BackendError(f"{self.model_id}: {e}") from e
+        return self._batcher
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Log-probabilities (full-vocabulary softmax) of each choice as the reply's first token."""
@@ -214,5 +293,8 @@ class LlamaCppBackend(Backend):
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).astype("float64")
 
     def close(self) -> None:
-        """Free the model."""
+        """Free the batch decoder's context and the model."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         self.llm.close()

@@ -76,6 +76,13 @@ RUN = opt.Settings("rlaif.pipeline.config", "RunConfig")
     "--executor ray: the number of label workers [default: one per CPU of the cluster].",
 )
 @RUN.option(
+    "batch_size",
+    type=opt.AT_LEAST_1,
+    help="Sequences an in-process llama.cpp model decodes at once while generating and "
+    "revising (responses, critiques and rewrites of consecutive prompts). 1: one at a time. "
+    "The outputs are byte-identical either way; only the speed differs. With --max-cost: 1.",
+)
+@RUN.option(
     "executor",
     type=click.Choice(["local", "ray"]),
     help="Where pairs are labelled: threads in this process, or Ray workers, each with its own "

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
+from rlaif.backends.base import Backend, ChoiceScores, GenerateRequest, Generation, Messages
 from rlaif.errors import BudgetExceeded
 from rlaif.pipeline.pricing import CHOICE_OUTPUT_TOKENS, PriceTable, quick_input_tokens
 
@@ -85,6 +85,30 @@ class BudgetedBackend(Backend):
             used = self._settle(reserved, messages, gen)
         # the stored result carries what was charged, so a resumed run counts it again
         return replace(gen, prompt_tokens=used[0], completion_tokens=used[1])
+
+    def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Generate for every request at once if the budget allows all of them."""
+        reserved: list[float] = []
+        try:
+            for r in requests:
+                reserved.append(self.budget.reserve(self.model_id, r.messages, r.max_tokens))
+        except BudgetExceeded:
+            for r, amount in zip(requests, reserved, strict=False):
+                self._settle(amount, r.messages, None)
+            raise
+        gens: list[Generation] | None = None
+        try:
+            gens = self.inner.generate_many(requests)
+        finally:
+            results = gens or [None] * len(requests)
+            used = [
+                self._settle(amount, r.messages, gen)
+                for r, amount, gen in zip(requests, reserved, results, strict=True)
+            ]
+        return [
+            replace(gen, prompt_tokens=u[0], completion_tokens=u[1])
+            for gen, u in zip(gens, used, strict=True)
+        ]
 
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Score the choices with the wrapped backend if the budget allows the call."""

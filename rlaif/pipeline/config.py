@@ -53,6 +53,10 @@ class RunConfig:
     #: is a server; in-process llama.cpp models always take one call at a time). With the ray
     #: executor: the number of label workers (None: one per CPU of the cluster)
     concurrency: int | None = None
+    #: sequences an in-process llama.cpp model decodes at once in the generate and revise stages
+    #: (responses, critiques and rewrites of consecutive prompts); 1: one at a time, the old
+    #: path (also with ``max_cost``, checked call by call). The outputs are the same either way.
+    batch_size: int = 8
     #: where pairs are labelled: "local" (threads in this process) or "ray" (Ray workers)
     executor: Literal["local", "ray"] = "local"
     #: requests and tokens per minute to each server (None: no limit)
@@ -95,6 +99,8 @@ class RunConfig:
             raise ValueError(
                 f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}"
             )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {self.batch_size}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {self.concurrency}")
         servers = [m for m in (self.policy, self.judge) if m.strip().startswith("openai:")]

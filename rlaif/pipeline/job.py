@@ -23,7 +23,7 @@ import platform
 import sqlite3
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rlaif import templates
@@ -142,6 +142,10 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         raise RunError(_write_failure(config.out, e)) from e
     try:
         budget = _budget(config, prices)
+        if budget is not None and config.batch_size > 1:
+            # a budget is checked call by call: one sequence at a time stops at the last call
+            # that fits, and the outputs are the same either way
+            config = replace(config, batch_size=1)
         requests = config.request_policy()
         policy_model = apply_request_policy(load_backend(config.policy), requests)
         # A programmatic judge has no model: the policy critiques its own responses.

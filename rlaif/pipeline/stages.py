@@ -9,16 +9,15 @@ each stage's work on one item, so the driver and a Ray worker run exactly the sa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from rlaif.backends.base import Backend
-from rlaif.backends.cached import CachedBackend
+from rlaif.backends.base import Backend, generate_in_groups
 from rlaif.compare import Judge, Preference
 from rlaif.constitution import Constitution
-from rlaif.critique import Revision, revise
+from rlaif.critique import Revision, revise_many
 from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.executor import (
     label,
@@ -27,19 +26,31 @@ from rlaif.pipeline.executor import (
 )
 from rlaif.prompts import Prompt
 from rlaif.stats import no_signal_warning
-from rlaif.synth import Response, sample_responses
+from rlaif.synth import Response, response_requests, to_responses
 
 
-def sample(policy: CachedBackend, p: Prompt, config: RunConfig) -> list[Response]:
+def sample(policy: Backend, p: Prompt, config: RunConfig) -> list[Response]:
     """Stage 1, generate: the policy's sampled responses to one prompt (through the store)."""
-    return sample_responses(
-        policy,
-        p.chat(),
-        config.n_responses,
-        seed=config.seed,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-    )
+    return sample_group(policy, [p], config)[0]
+
+
+def sample_group(policy: Backend, prompts: Sequence[Prompt], config: RunConfig) -> list[list]:
+    """Stage 1 for consecutive prompts: every response of each, handed to the policy
+    ``config.batch_size`` at a time; the same responses as :func:`sample` of each prompt."""
+    requests = [
+        r
+        for p in prompts
+        for r in response_requests(
+            p.chat(),
+            config.n_responses,
+            seed=config.seed,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+        )
+    ]
+    responses = to_responses(generate_in_groups(policy, requests, config.batch_size))
+    n = config.n_responses
+    return [responses[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def distinct_responses(sampled: list[Response]) -> list[Response]:
@@ -55,22 +66,40 @@ def revise_responses(
     policy: Backend, critic: Backend, constitution: Constitution, p: Prompt, config: RunConfig
 ) -> list[Revision]:
     """Stage 2, revise: the critique-revise rounds of each distinct response of one prompt."""
+    return revise_group(policy, critic, constitution, [p], config)[0]
+
+
+def revise_group(
+    policy: Backend,
+    critic: Backend,
+    constitution: Constitution,
+    prompts: Sequence[Prompt],
+    config: RunConfig,
+) -> list[list[Revision]]:
+    """Stage 2 for consecutive prompts: each round's critiques and rewrites of all their
+    distinct responses handed over ``config.batch_size`` at a time; the same revisions as
+    :func:`revise_responses` of each prompt."""
     if config.revision_rounds == 0:
-        return []
-    return [
-        revise(
-            policy,
-            constitution,
-            p.text,
-            response.text,
-            rounds=config.revision_rounds,
-            seed=config.seed,
-            critic=critic,
-            max_tokens=config.max_tokens,
-            response_truncated=response.truncated,
-        )
-        for response in distinct_responses(sample(policy, p, config))
+        return [[] for _ in prompts]
+    per_prompt = [distinct_responses(s) for s in sample_group(policy, prompts, config)]
+    items = [
+        (p.text, r.text, r.truncated) for p, rs in zip(prompts, per_prompt, strict=True) for r in rs
     ]
+    revisions = revise_many(
+        policy,
+        constitution,
+        items,
+        rounds=config.revision_rounds,
+        seed=config.seed,
+        critic=critic,
+        max_tokens=config.max_tokens,
+        batch_size=config.batch_size,
+    )
+    out, start = [], 0
+    for rs in per_prompt:
+        out.append(revisions[start : start + len(rs)])
+        start += len(rs)
+    return out
 
 
 def pairs(
@@ -140,8 +169,34 @@ def stage_fn(stage: str, m: Models) -> Callable[[Any], Any]:
     raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
 
 
+def group_fn(stage: str, m: Models) -> Callable[[Sequence[Prompt]], list] | None:
+    """The work of ``stage`` on consecutive prompts at once (``sample``, ``revise``); None for
+    a stage done one item at a time."""
+    policy, config = m.policy, m.config
+    if policy is None or config is None:
+        return None
+    if stage == "sample":
+        return lambda ps: sample_group(policy, ps, config)
+    if stage == "revise":
+        return lambda ps: revise_group(policy, m.critic, m.constitution, ps, config)
+    return None
+
+
+def grouped_map(fn: Callable[[Sequence], list], items: Iterable, size: int) -> Iterator:
+    """``fn`` over consecutive groups of ``size`` items; its results one item at a time."""
+    group: list = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield from fn(group)
+            group = []
+    if group:
+        yield from fn(group)
+
+
 class LocalStages:
-    """The stages in this process: threads where every model of a stage is a server."""
+    """The stages in this process: threads where every model of a stage is a server, groups
+    of prompts where the generate and revise stages can batch (``--batch-size``)."""
 
     def __init__(self, models: Models) -> None:
         self.models = models
@@ -158,6 +213,10 @@ class LocalStages:
             "label": (config.judge,),
         }[stage]
         threads = stage_concurrency(config.concurrency, *specs)
+        group = group_fn(stage, self.models)
+        if threads == 1 and config.batch_size > 1 and group is not None:
+            # prompts whose responses fill one batch: batch_size sequences per group
+            return grouped_map(group, items, max(1, config.batch_size // config.n_responses))
         return ordered_map(stage_fn(stage, self.models), items, threads)
 
     def summary(self) -> dict:
