@@ -8,9 +8,11 @@ previous call, so both orders and all pairs of one prompt evaluate their shared 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +60,22 @@ def _default_threads() -> int:
         except ValueError as e:
             raise ModelSpecError(f"RLAIF_N_THREADS must be a whole number, not {value!r}") from e
     return min(os.cpu_count() or 1, 8)
+
+
+#: open llama.cpp models (backends, tokenizers), closed at interpreter exit: a Llama.__del__
+#: run during the interpreter's teardown finds llama_cpp's functions gone and prints a TypeError
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+def close_at_exit(model: object) -> None:
+    """Have ``model.close()`` called at interpreter exit unless it is freed before."""
+    _OPEN.add(model)
+
+
+@atexit.register
+def _close_open_models() -> None:
+    for model in list(_OPEN):
+        model.close()
 
 
 class LlamaCppBackend(Backend):
@@ -115,6 +133,7 @@ class LlamaCppBackend(Backend):
         self._threads = threads
         self._eos_text = model.token_get_text(eos_id) if eos_id != -1 else ""
         self._batcher = None  # a BatchDecoder, made at the first generate_many of 2 or more
+        close_at_exit(self)
 
     # -- tokens -----------------------------------------------------------------------------
     def prompt_tokens(self, messages: Messages) -> list[int]:
@@ -298,3 +317,4 @@ class LlamaCppBackend(Backend):
             self._batcher.close()
             self._batcher = None
         self.llm.close()
+        _OPEN.discard(self)

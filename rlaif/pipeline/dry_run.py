@@ -34,7 +34,7 @@ class TokenCounter:
         from llama_cpp import llama_chat_format
         from llama_cpp._utils import suppress_stdout_stderr
 
-        from rlaif.backends.llamacpp import embedded_model_path
+        from rlaif.backends.llamacpp import close_at_exit, embedded_model_path
 
         kind, arg = parse_model_spec(spec)
         self.exact = kind == "llamacpp"
@@ -43,6 +43,7 @@ class TokenCounter:
         # llama.cpp warns on stderr that a vocabulary-only model has no context length
         with suppress_stdout_stderr(disable=False):
             self.llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        close_at_exit(self.llm)
         model = self.llm._model
         eos, bos = self.llm.token_eos(), self.llm.token_bos()
         self._formatter = llama_chat_format.Jinja2ChatFormatter(
