@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-import signal
 import socket
 
+from rlaif import asgi
 from rlaif.errors import ReviewServerError
 
 LOCAL_HOST = "127.0.0.1"
@@ -19,19 +18,13 @@ def bind(host: str, port: int, *, allow_remote: bool = False) -> socket.socket:
             f"refusing to listen on {host}: the review app shows the run's data to anyone who "
             f"can reach it; use --host {LOCAL_HOST}, or add --allow-remote if you mean it"
         )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return asgi.listen(host, port, backlog=64)
     except OSError as e:
-        sock.close()
         raise ReviewServerError(
             f"cannot listen on {host}:{port} ({e.strerror}); choose another --port, or leave "
             "it out for a free one"
         ) from e
-    sock.listen(64)
-    return sock
 
 
 def new_token() -> str:
@@ -49,20 +42,4 @@ def url_of(sock: socket.socket, token: str) -> str:
 
 def serve(app, sock: socket.socket) -> None:
     """Serve an ASGI app on a bound socket until Ctrl-C or SIGTERM, then return normally."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        # uvicorn re-raises the signal after shutting down, which would kill the process
-        # before the caller can close the store and print its summary.
-        @contextlib.contextmanager
-        def capture_signals(self):
-            stops = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    Server(config).run(sockets=[sock])
+    asgi.serve(app, sock)

@@ -6,12 +6,11 @@ uvicorn's access log stays off: OpenRLHF's client can only pass the token in the
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import signal
 import socket
 from pathlib import Path
 
+from rlaif import asgi
 from rlaif.errors import ServeError
 
 LOCAL_HOST = "127.0.0.1"
@@ -48,38 +47,14 @@ def read_token(path: str | Path | None, host: str) -> str | None:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return asgi.listen(host, port, backlog=256)
     except OSError as e:
-        sock.close()
         raise ServeError(
             f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
         ) from e
-    sock.listen(256)
-    return sock
 
 
 def run(app, sock: socket.socket) -> None:
     """Serve an ASGI app on a bound socket until Ctrl-C or SIGTERM, then return normally."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        # uvicorn re-raises the signal after shutting down; return instead, so the caller
-        # closes the store.
-        @contextlib.contextmanager
-        def capture_signals(self):
-            stops = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=30
-    )
-    Server(config).run(sockets=[sock])
+    asgi.serve(app, sock, timeout_keep_alive=30)
