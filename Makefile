@@ -62,7 +62,7 @@ test: $(FULL)
 	$(BIN)/ruff check rlaif tests benchmarks scripts
 	$(BIN)/ruff format --check rlaif tests benchmarks scripts
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ## The docs site into site/ (mkdocs build --strict; make test builds it too, in tests/test_docs.py).
 docs: $(FULL)
