@@ -3,6 +3,11 @@
 The function posts each batch to the server and returns its rewards; a failed item (the
 judge gave no number) comes back as ``None``, which TRL's GRPOTrainer leaves out as NaN, never
 as a made-up score. Only the standard library is used, so the client runs wherever TRL does.
+
+With ``max_completion_length`` (the trainer's) each request carries ``truncated``, one flag per
+completion, worked out as in process (:class:`rlaif.rules.TrainingReward`): a completion of that
+many tokens (``completion_ids``, which TRL passes) that does not end with ``eos_token_id`` was
+cut at the limit, and fails a length rule or check on the server as it would in process.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 from rlaif.errors import RemoteJudgeError
 from rlaif.rules import completion_text
@@ -30,12 +36,22 @@ class RemoteReward:
     """A TRL reward function backed by ``rlaif serve`` (pointwise, or group-relative)."""
 
     def __init__(
-        self, url: str, token: str | None = None, *, group: bool = False, timeout: float = 300
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        group: bool = False,
+        timeout: float = 300,
+        max_completion_length: int | None = None,
+        eos_token_id: int | None = None,
     ) -> None:
         self.base = _base_url(url)
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.group = group
         self.timeout = timeout
+        self.max_completion_length = max_completion_length
+        #: the policy's end-of-answer token (``rlaif train grpo`` sets it from the tokenizer)
+        self.eos_token_id = eos_token_id
         #: TRL names the reward's logged metrics after this
         self.__name__ = "remote_group_judge" if group else "remote_judge"
 
@@ -71,15 +87,32 @@ class RemoteReward:
                 f"{self.base}/health: no rlaif serve there ({e}); start one with `rlaif serve`"
             ) from None
 
+    def truncated(self, completion_ids: object, n: int) -> list[bool | None]:
+        """Whether each of ``n`` completions (its token ids, as TRL passes them) was cut at the
+        limit; all None (unknown) without ``max_completion_length`` or ids for each."""
+        if (
+            self.max_completion_length is None
+            or not isinstance(completion_ids, Sequence)
+            or len(completion_ids) != n
+        ):
+            return [None] * n
+        return [
+            len(ids) >= self.max_completion_length
+            and (self.eos_token_id is None or not ids or ids[-1] != self.eos_token_id)
+            for ids in completion_ids
+        ]
+
     def __call__(
-        self, prompts: Sequence[object], completions: Sequence[object], **_: object
+        self, prompts: Sequence[object], completions: Sequence[object], **kwargs: object
     ) -> list[float | None]:
         """One reward per (prompt, completion), as TRL's GRPOTrainer calls a reward function."""
         texts = [completion_text(p) for p in prompts]
         responses = [completion_text(c).strip() for c in completions]
+        cut = self.truncated(kwargs.get("completion_ids"), len(responses))
+        flags = {"truncated": cut} if any(t is not None for t in cut) else {}
         if not self.group:
-            reply = self.post("/get_reward", {"prompts": texts, "responses": responses})
-            return _rewards(reply, len(responses))
+            body = {"prompts": texts, "responses": responses, **flags}
+            return _rewards(self.post("/get_reward", body), len(responses))
         rewards: list[float | None] = [None] * len(responses)
         groups: dict[str, list[int]] = {}
         for index, text in enumerate(texts):
@@ -87,9 +120,10 @@ class RemoteReward:
         for prompt, indices in groups.items():
             if len(indices) < 2:  # nothing to compare with: no group standing
                 continue
-            reply = self.post(
-                "/group_reward", {"prompt": prompt, "responses": [responses[i] for i in indices]}
-            )
+            body = {"prompt": prompt, "responses": [responses[i] for i in indices]}
+            if flags:
+                body["truncated"] = [cut[i] for i in indices]
+            reply = self.post("/group_reward", body)
             for i, reward in zip(indices, _rewards(reply, len(indices)), strict=True):
                 rewards[i] = reward
         return rewards
@@ -114,13 +148,14 @@ def _base_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def remote_reward(
-    url: str, token: str | None = None, *, group: bool = False, timeout: float = 300
-) -> RemoteReward:
+def remote_reward(url: str, token: str | None = None, **options: Any) -> RemoteReward:
     """A TRL reward function that asks ``rlaif serve`` at ``url``.
 
-    ``token`` (default: ``$RLAIF_SERVE_TOKEN``) is sent as a Bearer header. ``group=True``
-    rewards each completion by its standing among the completions of the same prompt
-    (``/group_reward``) instead of pointwise (``/get_reward``).
+    ``token`` (default: ``$RLAIF_SERVE_TOKEN``) is sent as a Bearer header. The keywords are
+    :class:`RemoteReward`'s: ``group=True`` rewards each completion by its standing among the
+    completions of the same prompt (``/group_reward``) instead of pointwise (``/get_reward``);
+    with ``max_completion_length`` (the trainer's) and ``eos_token_id`` (the policy's
+    end-of-answer token), a completion cut at the limit is flagged ``truncated`` to the server,
+    as in process; ``timeout`` is in seconds.
     """
-    return RemoteReward(url, token, group=group, timeout=timeout)
+    return RemoteReward(url, token, **options)

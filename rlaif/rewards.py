@@ -18,8 +18,8 @@ two responses score differently on it). The principle is sampled once per prompt
 to :data:`FULL_GROUP` responses every pair is judged (G(G-1)/2 pairs, two calls each); above
 that each response meets :data:`NEIGHBOURS` x 2 others, its neighbours on a seeded shuffle of
 the group read as a circle (G x :data:`NEIGHBOURS` pairs), so the cost grows linearly in G. A
-pair whose verdict cannot be read counts for neither response; a response left with no
-readable pair is failed (``None``).
+pair whose verdict cannot be read counts for neither response and is listed in
+:attr:`GroupReward.failed_pairs`; a response left with no readable pair is failed (``None``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,17 @@ class ItemReward:
     def failed(self) -> bool:
         """Whether the judge gave no number for this response."""
         return self.reward is None
+
+
+@dataclass(frozen=True)
+class GroupReward:
+    """The rewards of one group of responses, and the pairs judged to make them."""
+
+    items: list[ItemReward]
+    #: the pairs (i, j), i < j, judged (:func:`group_pairs`)
+    pairs: list[tuple[int, int]]
+    #: the pairs whose verdict could not be read: they count for neither response
+    failed_pairs: list[tuple[int, int]]
 
 
 def group_pairs(size: int, seed: int = 0, key: str = "") -> list[tuple[int, int]]:
@@ -152,22 +163,36 @@ class RewardJudge:
 
         ``truncated`` (one flag per response, None: unknown) reaches the rules and checks.
         """
+        return self.judge_group(prompt, responses, truncated).items
+
+    def judge_group(
+        self,
+        prompt: str,
+        responses: list[str],
+        truncated: Sequence[bool | None] | None = None,
+    ) -> GroupReward:
+        """:meth:`score_group`'s rewards with the pairs judged and those that could not be read."""
         principle = self.principle_for(prompt)
         cut = list(truncated) if truncated is not None else [None] * len(responses)
+        pairs = group_pairs(len(responses), self.seed, prompt)
         wins: list[list[float]] = [[] for _ in responses]
-        for i, j in group_pairs(len(responses), self.seed, prompt):
+        failed = []
+        for i, j in pairs:
             p = self.score_pair(prompt, responses[i], responses[j], principle, (cut[i], cut[j]))
-            if p is not None:
-                wins[i].append(p)
-                wins[j].append(1.0 - p)
+            if p is None:
+                failed.append((i, j))
+                continue
+            wins[i].append(p)
+            wins[j].append(1.0 - p)
         source = "rule" if self.rule is not None else "ai"
         pid = "" if self.rule is not None else principle.id
-        return [
+        items = [
             ItemReward(sum(w) / len(w), source, pid)
             if w
             else ItemReward(None, source, pid, "no readable pair")
             for w in wins
         ]
+        return GroupReward(items, pairs, failed)
 
 
 def _check_score(check: ScoreFunction, prompt: str, response: str, truncated: bool | None) -> float:

@@ -1,9 +1,11 @@
 """``rlaif serve``: the real CLI serving a judge on 127.0.0.1 in a subprocess.
 
 OpenRLHF's request and response shapes as its client sends and reads them; rewards equal to
-the in-process judge's (rule judge and the embedded model); tokens, 413, deadlines and failed
-items; a bounded load test; kill -9 under load, then a restarted server answering from its
-store; the TRL client inside a 2-step GRPO run.
+the in-process judge's (rule judge and the embedded model); a cut-off answer failing a length
+rule or check over HTTP as in process; a group's unreadable pairs counted; tokens, 413,
+deadlines and failed items; a bounded load test; kill -9 under load, then a restarted server
+answering from its store, whose in-memory keys stay bounded; the TRL client inside a 2-step
+GRPO run.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+import rlaif
+from rlaif.backends.base import Backend, ChoiceScores, Generation
+from rlaif.backends.cached import CachedBackend
 from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import load_constitution
 from rlaif.rewards import RewardJudge, group_pairs
+from rlaif.rules import TrainingReward, load_score_function
 from rlaif.serve.openrlhf import split_query
+from rlaif.serve.service import SEEN_LIMIT, JudgeService, ServeSettings
+from rlaif.store import Store
+from rlaif.train.judge_reward import GroupJudgeReward
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -192,6 +202,150 @@ def test_openrlhf_shapes_and_rewards_equal_to_the_in_process_judge(tmp_path):
         assert counted["failed_items"] == 1 and counted["rejected_requests"] == 1
 
 
+def _chat(role: str, text: str) -> list[dict]:
+    return [{"role": role, "content": text}]
+
+
+def test_a_cut_off_answer_fails_a_length_rule_over_http_as_in_process(tmp_path):
+    prompts = [_chat("user", "Hi")] * 2
+    completions = [_chat("assistant", "one two three four")] * 2  # 4 words: within 3-12
+    # the first stopped at the limit (4 tokens, no end token); the second ended (token 0)
+    ids = [[5, 6, 7, 8], [5, 6, 0]]
+    in_process = TrainingReward(load_score_function(RULE), max_completion_length=4, eos_token_id=0)
+    assert in_process(prompts, completions, completion_ids=ids) == [0.0, 1.0]
+    assert in_process(prompts, completions) == [1.0, 1.0]  # unknown: read as not cut
+    in_group = GroupJudgeReward(RULE, load_constitution("default"), max_completion_length=4)
+    in_group.eos_token_id = 0
+    with serving(tmp_path, "--judge", RULE) as server:
+        remote = rlaif.remote_reward(server.url, max_completion_length=4, eos_token_id=0)
+        assert remote(prompts, completions, completion_ids=ids) == [0.0, 1.0]
+        assert remote(prompts, completions) == [1.0, 1.0]  # no ids: nothing is sent
+        group = rlaif.remote_reward(server.url, group=True, max_completion_length=4)
+        group.eos_token_id = 0  # as rlaif train grpo sets it from the tokenizer
+        served = group(prompts, completions, completion_ids=ids)
+        assert served == in_group(prompts, completions, completion_ids=ids)
+        assert served[0] < 0.5 < served[1]
+        # OpenRLHF's form carries the flags too; absent or null, a flag is unknown
+        body = {**openrlhf_body([ITEMS[0]] * 3), "truncated": [True, False, None]}
+        status, reply = post(server.url + "/get_reward", body)
+        assert status == 200 and reply["rewards"] == [0.0, 1.0, 1.0]
+        for bad in ([True], ["yes", False, None], True):
+            status, reply = post(server.url + "/get_reward", {**body, "truncated": bad})
+            assert status == 400 and "truncated" in reply["error"]
+
+
+class _FakeModel(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint: A/B log-probabilities, none readable for a message
+    holding GARBLED."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = json.dumps(body["messages"])
+        top = [("Hmm", -0.1)] if "GARBLED" in text else [("A", -0.4), ("B", -1.1)]
+        entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
+        reply = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": top[0][0]},
+                    "finish_reason": "length",
+                    "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]},
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def fake_model() -> Iterator[str]:
+    """The judge string of a fake OpenAI-compatible model on 127.0.0.1."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FakeModel)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"openai:fake@http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_group_reply_counts_the_pairs_it_could_not_read(tmp_path):
+    responses = ["Paris.", "Lyon.", "GARBLED"]
+    with fake_model() as judge, serving(tmp_path, "--judge", judge) as server:
+        want = RewardJudge(judge, load_constitution("default")).judge_group("Q?", responses)
+        assert want.failed_pairs == [(0, 2), (1, 2)]
+        status, reply = post(server.url + "/group_reward", {"prompt": "Q?", "responses": responses})
+        assert status == 200
+        assert reply["rewards"] == [item.reward for item in want.items]
+        assert reply["rewards"][2] is None and reply["failed"] == [2]
+        assert reply["pairs"] == 3 and reply["failed_pairs"] == 2
+        assert reply["failed_pair_indices"] == [[0, 2], [1, 2]]
+        assert "no readable pair" in reply["errors"]["2"]
+        post(server.url + "/group_reward", {"prompt": "Q?", "responses": responses[:2]})
+        counted = metrics(server)
+    assert counted["pairs"] == 4 and counted["failed_pairs"] == 2
+    assert counted["failed_items"] == 1 and counted["model_calls"] == 6  # 3 pairs x 2 orders
+
+
+class _Numbered(Backend):
+    """A model that answers each message by its number, counting its calls."""
+
+    model_id = "numbered"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, messages, *, max_tokens=256, temperature=0.0, seed=0) -> Generation:
+        raise NotImplementedError
+
+    def choice_logprobs(self, messages, choices: Sequence[str]) -> ChoiceScores:
+        self.calls += 1
+        return ChoiceScores("logprobs", {c: -float(k) for k, c in enumerate(choices)}, "", 3)
+
+
+def test_the_store_wrapper_keeps_a_bounded_number_of_keys_and_every_call(tmp_path):
+    asks = [[{"role": "user", "content": f"question {k}"}] for k in range(50)]
+    model = _Numbered()
+    cached = CachedBackend(model, Store(tmp_path / "store.sqlite"), seen_limit=8)
+    first = [cached.choice_logprobs(m, ("Yes", "No")) for m in asks]
+    assert model.calls == 50 and len(cached._seen) == 8
+    assert [cached.choice_logprobs(m, ("Yes", "No")) for m in asks] == [
+        ChoiceScores(**{**vars(s), "cached_tokens": 0}) for s in first
+    ]
+    assert model.calls == 50 and len(cached._seen) == 8  # a repeat costs no model call
+    restarted = CachedBackend(_Numbered(), Store(tmp_path / "store.sqlite"), seen_limit=8)
+    assert [restarted.choice_logprobs(m, ("Yes", "No")).logprobs for m in asks] == [
+        s.logprobs for s in first
+    ]
+    assert restarted.inner.calls == 0 and restarted.model_calls == 0
+    unbounded = CachedBackend(_Numbered(), Store(tmp_path / "store.sqlite"))
+    for m in asks:
+        unbounded.choice_logprobs(m, ("Yes", "No"))
+    assert len(unbounded._seen) == 50 and unbounded.cached_calls == 50
+    with pytest.raises(ValueError, match="seen_limit"):
+        CachedBackend(_Numbered(), Store(tmp_path / "store.sqlite"), seen_limit=0)
+    # the server's wrapper is the bounded one
+    settings = ServeSettings(judge="openai:fake@http://127.0.0.1:9/v1", out=tmp_path / "serve")
+    service = JudgeService(settings, load_constitution("default"))
+    try:
+        assert service.outer.inner.seen_limit == SEEN_LIMIT
+    finally:
+        service.close()
+
+
 def test_token_off_loopback_401_and_413(tmp_path):
     token = "s3cret-token-for-the-test-0123456789"
     token_file = tmp_path / "token"
@@ -342,12 +496,39 @@ def test_embedded_judge_equals_in_process_and_survives_kill_9(tmp_path, smollm2)
         restarted.stop()
 
 
+@pytest.mark.slow
+def test_embedded_judge_fails_a_cut_off_answer_on_its_check_over_http(tmp_path, smollm2):
+    principle = {
+        "id": "length",
+        "critique": "Say whether the response is too short or too long.",
+        "revision": "Rewrite the response to a fitting length.",
+        "comparison": "Which response has a more fitting length?",
+        "check": "rule:words=3-12",
+    }
+    path = tmp_path / "constitution.json"
+    path.write_text(json.dumps({"name": "length", "principles": [principle]}))
+    in_process = RewardJudge(smollm2.model_id, load_constitution(str(path)), backend=smollm2)
+    prompt, response = ITEMS[0]  # six words: the check passes it unless it was cut
+    cut = in_process.score_item(prompt, response, truncated=True)
+    whole = in_process.score_item(prompt, response)
+    assert (cut.reward, cut.source) == (0.0, "rule") and whole.source == "ai"
+    with serving(tmp_path, "--judge", "smollm2", "--constitution", str(path)) as server:
+        remote = rlaif.remote_reward(server.url, max_completion_length=6, eos_token_id=0)
+        rewards = remote(
+            [_chat("user", prompt)] * 2,
+            [_chat("assistant", response)] * 2,
+            completion_ids=[[9] * 6, [9, 9, 0]],
+        )
+        assert rewards == [0.0, pytest.approx(whole.reward, abs=1e-6)]
+        counted = metrics(server)
+    assert counted["model_calls"] == 1  # the check decided the cut one without the model
+
+
 # -- the TRL client -------------------------------------------------------------------------------
 def test_trl_client_in_a_two_step_grpo_run(tmp_path):
     from test_train_grpo import _prompts
     from tiny_model import tiny_checkpoint
 
-    import rlaif
     from rlaif.train.grpo import GRPOSettings, make_reward, train_grpo
 
     with serving(tmp_path, "--judge", "rule:max_words=3") as server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -24,9 +25,15 @@ class CachedBackend(Backend):
 
     Calls may come from several threads at once; when two make the same call, the result
     stored first is the one both return.
+
+    To count each call once, the keys of the calls made are kept in memory: all of them by
+    default (a run's totals exact), or with ``seen_limit`` only that many, the least recently
+    used forgotten first, for a process that runs without end (``rlaif serve``). Beyond the
+    limit, a call asked again after its key was forgotten is counted again; it is still
+    answered from the store, which keeps every call whatever the limit.
     """
 
-    def __init__(self, inner: Backend, store: Store) -> None:
+    def __init__(self, inner: Backend, store: Store, *, seen_limit: int | None = None) -> None:
         self.inner = inner
         self.store = store
         self.model_id = inner.model_id
@@ -38,14 +45,21 @@ class CachedBackend(Backend):
         self.completion_tokens_total = 0
         #: prompt tokens the model took from its KV cache in this process (fresh calls only)
         self.reused_tokens = 0
-        self._seen: set[str] = set()
+        if seen_limit is not None and seen_limit < 1:
+            raise ValueError(f"seen_limit must be >= 1 or None, not {seen_limit}")
+        self.seen_limit = seen_limit
+        #: the keys of the calls counted, least recently used first
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def _count(self, key: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
         with self._lock:
             if key in self._seen:
+                self._seen.move_to_end(key)
                 return
-            self._seen.add(key)
+            self._seen[key] = None
+            if self.seen_limit is not None and len(self._seen) > self.seen_limit:
+                self._seen.popitem(last=False)
             if cached:
                 self.cached_calls += 1
             else:

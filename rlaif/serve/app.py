@@ -2,13 +2,17 @@
 
 =======================  ======================================================================
 ``POST /get_reward``     OpenRLHF's remote reward model: ``{"query", "prompts", "labels"}`` (or
-                         rlaif's ``{"prompts", "responses"}``) in; ``{"rewards", "scores",
-                         "failed", "sources"}`` out, ``rewards`` and ``scores`` the same list
-``POST /group_reward``   ``{"prompt", "responses": [G texts]}`` in; each response's mean
-                         probability of beating the others (:mod:`rlaif.rewards`)
+                         rlaif's ``{"prompts", "responses"}``), optionally ``"truncated"``, in;
+                         ``{"rewards", "scores", "failed", "sources"}`` out, ``rewards`` and
+                         ``scores`` the same list
+``POST /group_reward``   ``{"prompt", "responses": [G texts]}`` (optionally ``"truncated"``) in;
+                         each response's mean probability of beating the others
+                         (:mod:`rlaif.rewards`), plus ``"pairs"`` (pairs judged),
+                         ``"failed_pairs"`` (how many gave no readable verdict) and
+                         ``"failed_pair_indices"`` (those pairs, ``[i, j]``)
 ``GET /health``          ``{"status": "ok"}``; needs no token and says nothing else
-``GET /metrics``         the counters (requests, items, failed items, model calls, cache hits,
-                         latency percentiles)
+``GET /metrics``         the counters (requests, items, failed items, group pairs judged and
+                         failed, model calls, cache hits, latency percentiles)
 =======================  ======================================================================
 
 A failed item (the judge's reply unreadable, the judge raised, the deadline passed, or the
@@ -32,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from rlaif.rewards import ItemReward
+from rlaif.rewards import GroupReward, ItemReward
 from rlaif.serve.openrlhf import RequestError, read_group, read_items
 from rlaif.serve.service import JudgeService
 
@@ -68,7 +72,8 @@ async def _body(request: Request, limit: int) -> object:
         raise RequestError(f"the body is not JSON ({e})") from None
 
 
-def _reply(results: list[ItemReward], failed_reward: float | None) -> dict:
+def _reply(scored: list[ItemReward] | GroupReward, failed_reward: float | None) -> dict:
+    results = scored.items if isinstance(scored, GroupReward) else scored
     failed = [i for i, r in enumerate(results) if r.failed]
     rewards = [failed_reward if r.failed else r.reward for r in results]
     reply = {"rewards": rewards, "scores": rewards, "failed": failed}
@@ -76,6 +81,10 @@ def _reply(results: list[ItemReward], failed_reward: float | None) -> dict:
     errors = {str(i): results[i].error for i in failed if results[i].error}
     if errors:
         reply["errors"] = errors
+    if isinstance(scored, GroupReward):
+        reply["pairs"] = len(scored.pairs)
+        reply["failed_pairs"] = len(scored.failed_pairs)
+        reply["failed_pair_indices"] = [list(pair) for pair in scored.failed_pairs]
     return reply
 
 
@@ -92,7 +101,7 @@ def create_app(service: JudgeService, token: str | None = None) -> Starlette:
         started = time.monotonic()
         try:
             body = await _body(request, settings.max_body)
-            results = await score(body)
+            scored = await score(body)
         except BodyTooLarge:
             service.counters.reject()
             return JSONResponse(
@@ -101,17 +110,23 @@ def create_app(service: JudgeService, token: str | None = None) -> Starlette:
         except RequestError as e:
             service.counters.reject()
             return JSONResponse({"error": str(e)}, status_code=400)
-        reply = _reply(results, settings.failed_reward)
-        service.counters.record(len(results), len(reply["failed"]), time.monotonic() - started)
+        reply = _reply(scored, settings.failed_reward)
+        service.counters.record(
+            len(reply["rewards"]),
+            len(reply["failed"]),
+            time.monotonic() - started,
+            pairs=reply.get("pairs", 0),
+            failed_pairs=reply.get("failed_pairs", 0),
+        )
         return JSONResponse(reply)
 
     async def get_reward(request: Request) -> JSONResponse:
         return await guarded(request, lambda body: service.score_items(read_items(body)))
 
     async def group_reward(request: Request) -> JSONResponse:
-        async def score(body: object) -> list[ItemReward]:
-            prompt, responses = read_group(body)
-            return await service.score_group(prompt, responses)
+        async def score(body: object) -> GroupReward:
+            prompt, responses, truncated = read_group(body)
+            return await service.score_group(prompt, responses, truncated)
 
         return await guarded(request, score)
 

@@ -18,12 +18,18 @@ response, trailing special tokens (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<
 is shown the last user turn.
 
 rlaif's own client sends ``{"prompts": [...], "responses": [...]}`` instead, already split.
+
+Either form may carry ``"truncated": [...]``, one flag per item: ``true`` when the response was
+cut at the token limit, ``false`` when it ended, ``null`` when unknown. It reaches the length
+rules and the principles' checks as it does in process (a cut answer fails ``words``,
+``max_words``, ``min_words``). Absent, every flag is unknown, which the rules read as not cut;
+OpenRLHF's client does not send it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: a special token as tokenizers write them: <|im_end|>, <|eot_id|>, </s>, <pad>, <s>, ...
 _SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<pad>|<unk>|<eos>|<bos>")
@@ -49,6 +55,8 @@ class Item:
     prompt: str
     response: str
     error: str = ""
+    #: cut at the token limit (None: unknown)
+    truncated: bool | None = None
 
 
 def strip_end(text: str) -> str:
@@ -92,10 +100,19 @@ def _strings(body: dict, name: str) -> list[str] | None:
     return value
 
 
-def read_items(body: object) -> list[Item]:
-    """The items of a ``/get_reward`` body: OpenRLHF's ``query`` form or rlaif's ``responses``."""
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object")
+def read_truncated(body: dict, n: int) -> list[bool | None]:
+    """The body's ``truncated`` flags, one per item (all None when absent)."""
+    value = body.get("truncated")
+    if value is None:
+        return [None] * n
+    if not isinstance(value, list) or not all(v is None or isinstance(v, bool) for v in value):
+        raise RequestError("'truncated' must be a list of true, false or null")
+    if len(value) != n:
+        raise RequestError(f"{len(value)} 'truncated' flags for {n} items")
+    return value
+
+
+def _read_pairs(body: dict) -> list[Item]:
     prompts = _strings(body, "prompts")
     responses = _strings(body, "responses")
     if responses is not None:
@@ -110,11 +127,23 @@ def read_items(body: object) -> list[Item]:
     return [split_query(q, prompts[i] if prompts else None) for i, q in enumerate(queries)]
 
 
-def read_group(body: object) -> tuple[str, list[str]]:
-    """The prompt and responses of a ``/group_reward`` body ``{"prompt", "responses"}``."""
+def read_items(body: object) -> list[Item]:
+    """The items of a ``/get_reward`` body: OpenRLHF's ``query`` form or rlaif's ``responses``,
+    each with its ``truncated`` flag."""
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    items = _read_pairs(body)
+    flags = read_truncated(body, len(items))
+    return [replace(item, truncated=cut) for item, cut in zip(items, flags, strict=True)]
+
+
+def read_group(body: object) -> tuple[str, list[str], list[bool | None]]:
+    """The prompt, responses and ``truncated`` flags of a ``/group_reward`` body
+    ``{"prompt", "responses", "truncated"}``."""
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         raise RequestError("the body must be {'prompt': str, 'responses': [str, ...]}")
     responses = _strings(body, "responses") or []
     if len(responses) < 2:
         raise RequestError("a group needs at least 2 responses")
-    return user_text(body["prompt"]), [strip_end(r) for r in responses]
+    flags = read_truncated(body, len(responses))
+    return user_text(body["prompt"]), [strip_end(r) for r in responses], flags

@@ -3,7 +3,9 @@ a per-request deadline and counters.
 
 Every model call goes through the run store (:class:`rlaif.backends.cached.CachedBackend`,
 ``store.sqlite`` in the server's ``--out`` directory): a repeated request makes no model call,
-and a restarted server answers what it answered before from the file. Items are scored on
+and a restarted server answers what it answered before from the file; in memory the wrapper keeps
+only the last :data:`SEEN_LIMIT` call keys, so a long-running server does not grow. Items are
+scored on
 ``concurrency`` threads; a model run in this process (llama.cpp, transformers) takes one call at
 a time, so its calls are serialized while store hits go on in parallel. An item not scored by
 the request's deadline is failed in that reply; its work finishes in the background and lands
@@ -23,13 +25,15 @@ from pathlib import Path
 
 from rlaif.backends.base import Backend, ChoiceScores, Generation, Messages
 from rlaif.constitution import Constitution
-from rlaif.rewards import ItemReward, RewardJudge
+from rlaif.rewards import GroupReward, ItemReward, RewardJudge, group_pairs
 from rlaif.rules import is_programmatic
 from rlaif.serve.openrlhf import Item
 from rlaif.store import STORE_FILE, Store
 
 #: backends whose model runs in this process, one call at a time
 IN_PROCESS = ("smollm2", "llamacpp:", "hf:", "gguf:")
+#: call keys the run store's wrapper remembers in memory (the store itself keeps every call)
+SEEN_LIMIT = 10_000
 
 
 @dataclass
@@ -107,15 +111,21 @@ class Counters:
         self.requests = 0
         self.items = 0
         self.failed_items = 0
+        self.pairs = 0
+        self.failed_pairs = 0
         self.rejected = 0
         self.latencies: deque[float] = deque(maxlen=1000)
 
-    def record(self, items: int, failed: int, seconds: float) -> None:
-        """Count one answered request."""
+    def record(
+        self, items: int, failed: int, seconds: float, pairs: int = 0, failed_pairs: int = 0
+    ) -> None:
+        """Count one answered request (a group's with the pairs judged and those failed)."""
         with self.lock:
             self.requests += 1
             self.items += items
             self.failed_items += failed
+            self.pairs += pairs
+            self.failed_pairs += failed_pairs
             self.latencies.append(seconds)
 
     def reject(self) -> None:
@@ -152,7 +162,8 @@ class JudgeService:
             self.store = Store(settings.out / STORE_FILE)
             serial = settings.judge.strip().startswith(IN_PROCESS)
             self.model = _Meter(load_backend(settings.judge), serial=serial)
-            self.outer = _Meter(CachedBackend(self.model, self.store))
+            cached = CachedBackend(self.model, self.store, seen_limit=SEEN_LIMIT)
+            self.outer = _Meter(cached)
             self.judge = RewardJudge(
                 settings.judge, constitution, seed=settings.seed, backend=self.outer
             )
@@ -160,16 +171,23 @@ class JudgeService:
 
     def _safe_item(self, item: Item) -> ItemReward:
         try:
-            return self.judge.score_item(item.prompt, item.response)
+            return self.judge.score_item(item.prompt, item.response, item.truncated)
         except Exception as e:  # a judge failure is a failed item, never a number
             return ItemReward(None, "error", error=f"{type(e).__name__}: {e}"[:300])
 
-    def _safe_group(self, prompt: str, responses: list[str]) -> list[ItemReward]:
+    def _failed_group(self, prompt: str, n: int, source: str, error: str) -> GroupReward:
+        """A group none of whose pairs was read: every response failed with ``error``."""
+        pairs = group_pairs(n, self.judge.seed, prompt)
+        return GroupReward([ItemReward(None, source, error=error)] * n, pairs, pairs)
+
+    def _safe_group(
+        self, prompt: str, responses: list[str], truncated: list[bool | None]
+    ) -> GroupReward:
         try:
-            return self.judge.score_group(prompt, responses)
+            return self.judge.judge_group(prompt, responses, truncated)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"[:300]
-            return [ItemReward(None, "error", error=error) for _ in responses]
+            return self._failed_group(prompt, len(responses), "error", error)
 
     async def _wait(self, futures: list[Future], started: float) -> None:
         """Wait for the futures until the request's deadline (those still running are failed)."""
@@ -195,17 +213,25 @@ class JudgeService:
                 results.append(future.result())
         return results
 
-    async def score_group(self, prompt: str, responses: list[str]) -> list[ItemReward]:
-        """Each response's group-relative reward; all failed when the deadline passes first."""
+    async def score_group(
+        self, prompt: str, responses: list[str], truncated: list[bool | None] | None = None
+    ) -> GroupReward:
+        """Each response's group-relative reward and the pairs that could not be read; all
+        failed (every pair with them) when the judge raised or the deadline passed first.
+
+        ``truncated``: one flag per response (None: unknown), for the rules and checks.
+        """
         started = time.monotonic()
-        future = self.pool.submit(self._safe_group, prompt, responses)
+        flags = truncated if truncated is not None else [None] * len(responses)
+        future = self.pool.submit(self._safe_group, prompt, responses, flags)
         await self._wait([future], started)
         if not future.done():
-            return [ItemReward(None, "timeout", error="judge timed out") for _ in responses]
+            return self._failed_group(prompt, len(responses), "timeout", "judge timed out")
         return future.result()
 
     def metrics(self) -> dict:
-        """The counters: requests, items, failed items, model calls, cache hits, latency."""
+        """The counters: requests, items, failed items, group pairs judged and failed, model
+        calls, cache hits, latency."""
         c = self.counters
         calls = self.outer.calls if self.outer else 0
         model_calls = self.model.calls if self.model else 0
@@ -214,6 +240,8 @@ class JudgeService:
                 "requests": c.requests,
                 "items": c.items,
                 "failed_items": c.failed_items,
+                "pairs": c.pairs,
+                "failed_pairs": c.failed_pairs,
                 "rejected_requests": c.rejected,
             }
         return {
