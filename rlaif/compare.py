@@ -91,6 +91,21 @@ class OrderResult:
     #: model's p("Yes"), equal to ``p_first``; a function's raw score); None for a pair's order
     score: float | None = None
 
+    @classmethod
+    def read(cls, scores: ChoiceScores, p_first: float | None, **fields: object) -> OrderResult:
+        """The result of one question to the model: ``p_first`` as read from its ``scores``,
+        with their method, reply text and tokens; ``fields`` add the rest (a rationale, a
+        score)."""
+        return cls(
+            p_first=p_first,
+            method=scores.method,
+            prompt_tokens=scores.prompt_tokens,
+            completion_tokens=scores.completion_tokens,
+            cached_tokens=scores.cached_tokens,
+            raw=scores.text,
+            **fields,
+        )
+
 
 @dataclass
 class Preference:
@@ -355,10 +370,7 @@ class Judge(PairJudge):
         return Preference.from_orders(p_by_order, **fields)
 
     def _ask(self, prompt: str, first: str, second: str, principle: Principle) -> OrderResult:
-        completion_tokens = 0
-        rationale = ""
-        prompt_tokens = 0
-        cached = 0
+        rationale, prompt_tokens, completion_tokens = "", 0, 0
         if self.cot:
             reasoning = templates.compare_cot_messages(prompt, first, second, principle)
             gen = self.backend.generate(
@@ -368,8 +380,7 @@ class Judge(PairJudge):
                 seed=self.cot_seed,
             )
             rationale = gen.text.strip()
-            prompt_tokens += gen.prompt_tokens
-            completion_tokens += gen.completion_tokens
+            prompt_tokens, completion_tokens = gen.prompt_tokens, gen.completion_tokens
             messages = templates.cot_verdict_messages(reasoning, rationale)
         else:
             messages = templates.compare_messages(prompt, first, second, principle)
@@ -377,15 +388,11 @@ class Judge(PairJudge):
         p = probability_from_scores(scores, templates.CHOICES)
         if p is not None and self.clamp is not None:
             p = min(max(p, self.clamp[0]), self.clamp[1])
-        return OrderResult(
-            p_first=p,
-            method=scores.method,
-            prompt_tokens=prompt_tokens + scores.prompt_tokens,
-            completion_tokens=completion_tokens + scores.completion_tokens,
-            cached_tokens=cached + scores.cached_tokens,
-            rationale=rationale,
-            raw=scores.text,
-        )
+        result = OrderResult.read(scores, p, rationale=rationale)
+        # the rationale's generation is part of what this question cost
+        result.prompt_tokens += prompt_tokens
+        result.completion_tokens += completion_tokens
+        return result
 
     def score(
         self, prompt: str, response: str, principle: Principle, *, truncated: bool | None = None
@@ -400,15 +407,7 @@ class Judge(PairJudge):
             messages = templates.pointwise_messages(prompt, response, principle)
             scores = self.backend.choice_logprobs(messages, templates.YES_NO)
             p_yes = probability_from_scores(scores, templates.YES_NO)
-            self._scores[key] = OrderResult(
-                p_first=p_yes,
-                method=scores.method,
-                prompt_tokens=scores.prompt_tokens,
-                completion_tokens=scores.completion_tokens,
-                cached_tokens=scores.cached_tokens,
-                raw=scores.text,
-                score=p_yes,
-            )
+            self._scores[key] = OrderResult.read(scores, p_yes, score=p_yes)
             return self._scores[key]
         # A repeated score costs nothing: report zero tokens for it.
         return replace(self._scores[key], prompt_tokens=0, completion_tokens=0, cached_tokens=0)
