@@ -13,8 +13,11 @@ import pytest
 from rlaif.backends import Backend, ChoiceScores, Generation, Messages
 from rlaif.compare import Judge, PairJudge, Preference, RuleJudge
 from rlaif.constitution import Constitution, Principle
+from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.executor import compare_pairs
 from rlaif.pipeline.ray_executor import model_judge
+from rlaif.pipeline.stages import pairs
+from rlaif.prompts import Prompt
 
 CONSTITUTION = Constitution(
     "test", (Principle("only", "Critique it.", "Revise it.", "Which is better?"),)
@@ -133,3 +136,31 @@ def test_one_order_judge_keeps_its_label():
         None,
     )
     assert pref.position_consistent is None
+
+
+class SeededPolicy(Backend):
+    """Response i (seed i) is ``texts[i]``."""
+
+    model_id = "seeded"
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.texts = texts
+
+    def generate(self, messages, *, max_tokens=256, temperature=0.0, seed=0) -> Generation:
+        return Generation(text=self.texts[seed], prompt_tokens=1, completion_tokens=1)
+
+    def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
+        raise AssertionError("a rule judge asks no model")
+
+
+def test_best_worst_pairs_rank_a_rule_by_its_raw_score(wide_scores, tmp_path):
+    # every score is far above 0, so every p_first is 1.0: only the raw scores tell them apart
+    texts = ["x" * 400, "x" * 500, "x" * 450]
+    policy = SeededPolicy(texts)
+    config = RunConfig(
+        out=tmp_path, judge=wide_scores, n_responses=3, revision_rounds=0, pairs="best-worst"
+    )
+    judge = RuleJudge(wide_scores, CONSTITUTION)
+    prompt = Prompt(id="p", text="Say x.")
+    (pair,) = pairs(policy, policy, judge, CONSTITUTION, prompt, config)
+    assert pair[:3] == ("x" * 500, "x" * 400, "responses")
