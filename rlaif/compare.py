@@ -97,8 +97,8 @@ class OrderResult:
         with their method, reply text and tokens; ``fields`` add the rest (a rationale, a
         score)."""
         return cls(
-            p_first=p_first,
-            method=scores.method,
+            p_first,
+            scores.method,
             prompt_tokens=scores.prompt_tokens,
             completion_tokens=scores.completion_tokens,
             cached_tokens=scores.cached_tokens,
