@@ -20,6 +20,18 @@ the Bradley-Terry reading of scores as rewards::
 
 so equal scores give exactly 0.5 (a tie, never a win) and a pass/fail rule (1.0 vs 0.0) gives
 0.731. Nothing is shown in an order, so the order fields and ``position_consistent`` are None.
+One response scored alone (:meth:`RuleJudge.score`) keeps the function's raw score as
+``score`` and reads it as a probability the same way, against a response scored 0::
+
+    p_first = sigmoid(score / temperature)
+
+so a pass (1.0) reads 0.731 and a fail (0.0) 0.5, and the pointwise combination of two such
+probabilities, ``sigmoid(logit(p_a) - logit(p_b))``, is the soft label above.
+
+Both judges implement :class:`PairJudge`, what the pipeline, the evaluations and the rewards ask
+of a judge: ``compare`` two responses, ``score`` one. Every ``p_first`` is a probability in
+[0, 1]; responses are ranked by ``score``, the judge's own scale (p("Yes") for the model, the
+raw score for a function).
 
 A **check** on a principle (``check: rule:...`` in the constitution) decides a comparison
 under that principle when the two responses' check scores differ: the higher score wins with
@@ -35,8 +47,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, Protocol, runtime_checkable
 
 from rlaif import templates
 from rlaif.backends.base import Backend, ChoiceScores
@@ -59,7 +72,12 @@ CAI_CLAMP = (0.4, 0.6)
 
 @dataclass
 class OrderResult:
-    """One question put to the judge: the probability it gives to the first choice."""
+    """One question put to a judge, or one response scored alone, and what it cost.
+
+    ``p_first`` is a probability in [0, 1], None when the reply cannot be read: the first
+    choice's probability ("A" of a pair, "Yes" of one response), or for a scoring function
+    ``sigmoid(score / temperature)`` (see the module docstring).
+    """
 
     p_first: float | None
     method: str
@@ -67,7 +85,26 @@ class OrderResult:
     completion_tokens: int = 0
     cached_tokens: int = 0
     rationale: str = ""
+    #: the judge model's reply text
     raw: str = ""
+    #: one response scored alone: what responses are ranked by, on the judge's own scale (the
+    #: model's p("Yes"), equal to ``p_first``; a function's raw score); None for a pair's order
+    score: float | None = None
+
+    @classmethod
+    def read(cls, scores: ChoiceScores, p_first: float | None, **fields: object) -> OrderResult:
+        """The result of one question to the model: ``p_first`` as read from its ``scores``,
+        with their method, reply text and tokens; ``fields`` add the rest (a rationale, a
+        score)."""
+        return cls(
+            p_first,
+            scores.method,
+            prompt_tokens=scores.prompt_tokens,
+            completion_tokens=scores.completion_tokens,
+            cached_tokens=scores.cached_tokens,
+            raw=scores.text,
+            **fields,
+        )
 
 
 @dataclass
@@ -106,10 +143,22 @@ class Preference:
         )
 
     @classmethod
-    def from_orders(cls, p_ab: float | None, p_ba: float | None, **fields: object) -> Preference:
-        """A preference asked in both orders: ``p_ab`` and ``p_ba`` are each order's probability
-        that A is better (None: unreadable). ``p_a`` is their mean and ``position_consistent``
-        whether they agree, both None unless both orders were read."""
+    def from_orders(cls, orders: Sequence[float | None], **fields: object) -> Preference:
+        """A preference asked in one order or both: ``orders`` holds each order's probability
+        that A is better (None: unreadable), A shown first, then B shown first if asked.
+
+        One order: ``p_a`` is its value and ``position_consistent`` None (not measured). Both:
+        ``p_a`` is their mean and ``position_consistent`` whether they agree, both None unless
+        both orders were read.
+        """
+        if len(orders) not in (1, 2):
+            raise ValueError(f"a pair is asked in one order or two, not {len(orders)}")
+        if len(orders) == 1:
+            (p_ab,) = orders
+            return cls(
+                p_a=p_ab, p_a_order_ab=p_ab, p_a_order_ba=None, position_consistent=None, **fields
+            )
+        p_ab, p_ba = orders
         both = p_ab is not None and p_ba is not None
         return cls(
             p_a=(p_ab + p_ba) / 2 if both else None,
@@ -151,6 +200,11 @@ def probability_from_scores(scores: ChoiceScores, choices: tuple[str, str]) -> f
     return e1 / (e1 + e2)
 
 
+def p_a_shown_second(p_first: float | None) -> float | None:
+    """p(A better) from a question that showed B first: ``1 - p_first`` (None stays None)."""
+    return None if p_first is None else 1.0 - p_first
+
+
 def orders_agree(p_ab: float, p_ba: float) -> bool:
     """Whether both orders give the same answer: A, B, or (exactly 0.5) neither.
 
@@ -176,7 +230,35 @@ def parse_verdict(text: str, choices: tuple[str, str]) -> float | None:
     return 1.0 if choices[0] in found else 0.0
 
 
-class Judge:
+@runtime_checkable
+class PairJudge(Protocol):
+    """What the pipeline, the evaluations and the rewards ask of a judge.
+
+    :class:`Judge` (a model) and :class:`RuleJudge` (a scoring function) implement it.
+    """
+
+    def compare(
+        self,
+        prompt: str,
+        a: str,
+        b: str,
+        principle: Principle | None = None,
+        *,
+        truncated: Truncated = UNKNOWN,
+    ) -> Preference:
+        """The preference between responses ``a`` and ``b`` to ``prompt``; ``truncated`` says
+        whether each was cut at the token limit (None: unknown)."""
+        ...
+
+    def score(
+        self, prompt: str, response: str, principle: Principle, *, truncated: bool | None = None
+    ) -> OrderResult:
+        """One response scored alone: ``p_first`` a probability in [0, 1] (None: unreadable),
+        ``score`` what responses are ranked by."""
+        ...
+
+
+class Judge(PairJudge):
     """A backend, a constitution and the settings of how to ask them for preferences."""
 
     def __init__(
@@ -215,6 +297,20 @@ class Judge:
         self._scores: dict[tuple[str, str, str], OrderResult] = {}
         #: the loaded check of each principle that has one (rlaif.rules)
         self.checks = load_checks(constitution)
+
+    def settings(self) -> dict:
+        """How this judge asks, as keyword arguments: ``Judge(backend, constitution,
+        **judge.settings())`` builds the same judge on another backend (a Ray worker's)."""
+        return {
+            "seed": self.seed,
+            "mode": self.mode,
+            "both_orders": self.both_orders,
+            "cot": self.cot,
+            "clamp": self.clamp,
+            "cot_max_tokens": self.cot_max_tokens,
+            "cot_temperature": self.cot_temperature,
+            "cot_seed": self.cot_seed,
+        }
 
     # -- principle choice -------------------------------------------------------------------
     def principle_for_pair(self, prompt: str, a: str, b: str) -> Principle:
@@ -270,19 +366,11 @@ class Judge:
             cached_tokens=sum(o.cached_tokens for o in orders),
             rationales=[o.rationale for o in orders if o.rationale],
         )
-        p_ab = orders[0].p_first
-        if not self.both_orders:
-            return Preference(
-                p_a=p_ab, p_a_order_ab=p_ab, p_a_order_ba=None, position_consistent=None, **fields
-            )
-        p_ba = None if orders[1].p_first is None else 1.0 - orders[1].p_first
-        return Preference.from_orders(p_ab, p_ba, **fields)
+        p_by_order = [orders[0].p_first, *(p_a_shown_second(o.p_first) for o in orders[1:])]
+        return Preference.from_orders(p_by_order, **fields)
 
     def _ask(self, prompt: str, first: str, second: str, principle: Principle) -> OrderResult:
-        completion_tokens = 0
-        rationale = ""
-        prompt_tokens = 0
-        cached = 0
+        rationale, prompt_tokens, completion_tokens = "", 0, 0
         if self.cot:
             reasoning = templates.compare_cot_messages(prompt, first, second, principle)
             gen = self.backend.generate(
@@ -292,8 +380,7 @@ class Judge:
                 seed=self.cot_seed,
             )
             rationale = gen.text.strip()
-            prompt_tokens += gen.prompt_tokens
-            completion_tokens += gen.completion_tokens
+            prompt_tokens, completion_tokens = gen.prompt_tokens, gen.completion_tokens
             messages = templates.cot_verdict_messages(reasoning, rationale)
         else:
             messages = templates.compare_messages(prompt, first, second, principle)
@@ -301,39 +388,29 @@ class Judge:
         p = probability_from_scores(scores, templates.CHOICES)
         if p is not None and self.clamp is not None:
             p = min(max(p, self.clamp[0]), self.clamp[1])
-        return OrderResult(
-            p_first=p,
-            method=scores.method,
-            prompt_tokens=prompt_tokens + scores.prompt_tokens,
-            completion_tokens=completion_tokens + scores.completion_tokens,
-            cached_tokens=cached + scores.cached_tokens,
-            rationale=rationale,
-            raw=scores.text,
-        )
+        result = OrderResult.read(scores, p, rationale=rationale)
+        # the rationale's generation is part of what this question cost
+        result.prompt_tokens += prompt_tokens
+        result.completion_tokens += completion_tokens
+        return result
 
     def score(
         self, prompt: str, response: str, principle: Principle, *, truncated: bool | None = None
     ) -> OrderResult:
-        """Pointwise: p("Yes") that ``response`` meets the principle, cached per response.
+        """Pointwise: p("Yes") that ``response`` meets the principle, cached per response; it
+        is both ``p_first`` and ``score``.
 
-        ``truncated`` is accepted as :class:`RuleJudge` takes it; the model reads the text only.
+        ``truncated`` is accepted as :class:`PairJudge` has it; the model reads the text only.
         """
         key = (prompt, response, principle.id)
         if key not in self._scores:
             messages = templates.pointwise_messages(prompt, response, principle)
             scores = self.backend.choice_logprobs(messages, templates.YES_NO)
-            self._scores[key] = OrderResult(
-                p_first=probability_from_scores(scores, templates.YES_NO),
-                method=scores.method,
-                prompt_tokens=scores.prompt_tokens,
-                completion_tokens=scores.completion_tokens,
-                cached_tokens=scores.cached_tokens,
-                raw=scores.text,
-            )
+            p_yes = probability_from_scores(scores, templates.YES_NO)
+            self._scores[key] = OrderResult.read(scores, p_yes, score=p_yes)
             return self._scores[key]
-        cached = self._scores[key]
         # A repeated score costs nothing: report zero tokens for it.
-        return OrderResult(p_first=cached.p_first, method=cached.method, raw=cached.raw)
+        return replace(self._scores[key], prompt_tokens=0, completion_tokens=0, cached_tokens=0)
 
     def _pointwise(self, prompt: str, a: str, b: str, principle: Principle) -> Preference:
         sa, sb = self.score(prompt, a, principle), self.score(prompt, b, principle)
@@ -372,13 +449,8 @@ def _sigmoid(x: float) -> float:
 # -- preferences from scoring functions -------------------------------------------------------
 
 
-class RuleJudge:
+class RuleJudge(PairJudge):
     """A judge whose preferences come from a scoring function instead of a model."""
-
-    #: what the pipeline and reports read of a judge; a scoring function has no such settings
-    mode = "rule"
-    cot = False
-    both_orders = False
 
     def __init__(
         self,
@@ -395,7 +467,6 @@ class RuleJudge:
         self.constitution = constitution
         self.seed = seed
         self.temperature = temperature
-        self.model_id = self.spec
 
     def compare(
         self,
@@ -427,14 +498,15 @@ class RuleJudge:
         self,
         prompt: str | list[dict],
         response: str,
-        principle=None,
+        principle: Principle | None = None,
         *,
         truncated: bool | None = None,
     ) -> OrderResult:
-        """One response's score (best-worst pairing ranks by it); ``principle`` is ignored."""
+        """One response's raw score as ``score`` (best-worst pairing ranks by it, a reward is
+        it) and ``p_first = sigmoid(score / temperature)``; ``principle`` is ignored."""
         flags = None if truncated is None else [truncated]
         (s,) = self.function([as_conversation(prompt)], [as_completion(response)], flags)
-        return OrderResult(p_first=s, method="rule")
+        return OrderResult(p_first=soft_label(s, 0.0, self.temperature), method="rule", score=s)
 
 
 def check_preference(

@@ -100,22 +100,23 @@ def load_constitution(path: str | Path | None) -> Constitution:
             f"{path}: cannot read constitution ({e.strerror}); pass a YAML or JSON file "
             "or 'default'"
         ) from e
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConstitutionError(
-                f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-            ) from e
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or " ".join(str(e).split())
-            raise ConstitutionError(f"{path}: not valid YAML{where}: {problem}") from e
-    return parse_constitution(data, source=str(path))
+    return parse_constitution(_parse_file(path, text), source=str(path))
+
+
+def _parse_file(path: Path, text: str) -> object:
+    """A constitution file's data: JSON for a ``.json`` file, YAML otherwise; a syntax error
+    becomes a ConstitutionError that says where it is."""
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConstitutionError(
+            f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConstitutionError(f"{path}: not valid YAML{where}: {problem}") from e
 
 
 def parse_constitution(data: object, source: str = "<memory>") -> Constitution:

@@ -128,7 +128,7 @@ class RewardJudge:
         ``truncated`` (cut at the token limit; None: unknown) reaches the rules and checks.
         """
         if self.rule is not None:
-            score = self.rule.score(prompt, response, truncated=truncated).p_first
+            score = self.rule.score(prompt, response, truncated=truncated).score
             return ItemReward(score, "rule")
         assert self.judge is not None
         principle = self.principle_for(prompt)

@@ -314,14 +314,28 @@ class ScoreFunction:
         extra = {}
         if truncated is not None and takes_truncated(self.function):
             extra["truncated"] = _flags(truncated, len(completions))
-        try:
-            scores = self.function(prompts=list(prompts), completions=list(completions), **extra)
-        except Exception as e:
-            raise RuleError(
-                f"{self.name} raised {type(e).__name__}: {e} (called on records "
-                f"0-{len(completions) - 1}: {_preview(completions)})"
-            ) from e
-        return validate_scores(self.name, scores, completions)
+        return _call_checked(self.name, self.function, list(prompts), list(completions), extra)
+
+
+def _call_checked(
+    name: str,
+    function: Callable,
+    prompts: list,
+    completions: list,
+    keywords: dict,
+    *,
+    allow_none: bool = False,
+) -> list[float]:
+    """``function``'s scores of ``completions`` as :func:`validate_scores` checks them; an
+    error it raises becomes a RuleError naming ``name`` and the records it was called on."""
+    try:
+        scores = function(prompts=prompts, completions=completions, **keywords)
+    except Exception as e:
+        raise RuleError(
+            f"{name} raised {type(e).__name__}: {e} (called on records "
+            f"0-{len(completions) - 1}: {_preview(completions)})"
+        ) from e
+    return validate_scores(name, scores, completions, allow_none=allow_none)
 
 
 def _preview(completions: Sequence[object]) -> str:
@@ -393,21 +407,13 @@ class TrainingReward:
 
     def __call__(self, prompts: list, completions: list, **kwargs: object) -> list[float | None]:
         """One reward per completion, as TRL calls a reward function."""
-        name = self.score_function.name
+        function = self.score_function.function
         ids = kwargs.get("completion_ids")
-        if "truncated" not in kwargs and isinstance(ids, list):
-            if takes_truncated(self.score_function.function):
-                kwargs["truncated"] = self.truncated(ids)
-        try:
-            scores = self.score_function.function(
-                prompts=prompts, completions=completions, **kwargs
-            )
-        except Exception as e:
-            raise RuleError(
-                f"{name} raised {type(e).__name__}: {e} (called on records "
-                f"0-{len(completions) - 1}: {_preview(completions)})"
-            ) from e
-        return validate_scores(name, scores, completions, allow_none=True)
+        if "truncated" not in kwargs and isinstance(ids, list) and takes_truncated(function):
+            kwargs["truncated"] = self.truncated(ids)
+        return _call_checked(
+            self.score_function.name, function, prompts, completions, kwargs, allow_none=True
+        )
 
 
 def load_score_function(spec: str) -> ScoreFunction:

@@ -60,6 +60,16 @@ def block(name: str, text: str, *, defended: bool = True) -> str:
     return f"[{name}]\n{untrusted(text) if defended else text}\n[End of {name}]"
 
 
+def request(blocks: list[str], *lines: str) -> str:
+    """A user turn: the blocks a blank line apart, then a blank line and the request's lines."""
+    return "\n\n".join([*blocks, "\n".join(lines)])
+
+
+def judge_turn(user: str, system: str = JUDGE_SYSTEM) -> list[dict]:
+    """The messages of one question to the judge: its system message, then ``user``."""
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
 def compare_messages(
     prompt: str, first: str, second: str, principle: Principle, *, defended: bool = True
 ) -> list[dict]:
@@ -68,27 +78,30 @@ def compare_messages(
     ``defended=False`` builds template version 1, without the injection defence: only for
     measuring what the defence does (``benchmarks/injection.py``).
     """
-    user = (
-        f"{block('User request', prompt, defended=defended)}\n\n"
-        f"{block('Response A', first, defended=defended)}\n\n"
-        f"{block('Response B', second, defended=defended)}\n\n"
-        f"{principle.comparison}\n"
-        "Answer with a single letter: A or B."
+    user = request(
+        _pair_blocks(prompt, first, second, defended=defended),
+        principle.comparison,
+        "Answer with a single letter: A or B.",
     )
-    system = JUDGE_SYSTEM if defended else UNDEFENDED_JUDGE_SYSTEM
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return judge_turn(user, JUDGE_SYSTEM if defended else UNDEFENDED_JUDGE_SYSTEM)
 
 
 def compare_cot_messages(prompt: str, first: str, second: str, principle: Principle) -> list[dict]:
     """First turn of chain-of-thought comparison: reason about both responses, no verdict yet."""
-    user = (
-        f"{block('User request', prompt)}\n\n"
-        f"{block('Response A', first)}\n\n"
-        f"{block('Response B', second)}\n\n"
-        f"{principle.comparison}\n"
-        "Think step by step about the strengths and weaknesses of each response."
+    user = request(
+        _pair_blocks(prompt, first, second),
+        principle.comparison,
+        "Think step by step about the strengths and weaknesses of each response.",
     )
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+    return judge_turn(user)
+
+
+def _pair_blocks(prompt: str, first: str, second: str, *, defended: bool = True) -> list[str]:
+    return [
+        block("User request", prompt, defended=defended),
+        block("Response A", first, defended=defended),
+        block("Response B", second, defended=defended),
+    ]
 
 
 def cot_verdict_messages(reasoning_messages: list[dict], rationale: str) -> list[dict]:
@@ -106,35 +119,31 @@ def cot_verdict_messages(reasoning_messages: list[dict], rationale: str) -> list
 
 def pointwise_messages(prompt: str, response: str, principle: Principle) -> list[dict]:
     """Ask a yes/no question about one response (pointwise scoring)."""
-    user = (
-        f"{block('User request', prompt)}\n\n"
-        f"{block('Response', response)}\n\n"
-        f"{principle.pointwise_question}\n"
-        "Answer with a single word: Yes or No."
+    user = request(
+        [block("User request", prompt), block("Response", response)],
+        principle.pointwise_question,
+        "Answer with a single word: Yes or No.",
     )
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+    return judge_turn(user)
 
 
 def critique_messages(prompt: str, response: str, principle: Principle) -> list[dict]:
     """Ask for a critique of a response under one principle."""
-    user = (
-        f"{block('User request', prompt)}\n\n"
-        f"{block('Response', response)}\n\n"
-        f"Critique request: {principle.critique}\n"
+    user = request(
+        [block("User request", prompt), block("Response", response)],
+        f"Critique request: {principle.critique}",
         "Write the critique in two parts. First a line starting with 'Problems:' that says "
-        "what is wrong, then a line starting with 'Suggestions:' that says how to improve it."
+        "what is wrong, then a line starting with 'Suggestions:' that says how to improve it.",
     )
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+    return judge_turn(user)
 
 
 def revise_messages(prompt: str, response: str, critique: str, principle: Principle) -> list[dict]:
     """Ask for a rewrite of a response that fixes the critique."""
-    user = (
-        f"{block('User request', prompt)}\n\n"
-        f"{block('Response', response)}\n\n"
-        f"{block('Critique', critique)}\n\n"
-        f"Revision request: {principle.revision}\n"
-        "Write only the improved response to the user's request, nothing else."
+    user = request(
+        [block("User request", prompt), block("Response", response), block("Critique", critique)],
+        f"Revision request: {principle.revision}",
+        "Write only the improved response to the user's request, nothing else.",
     )
     return [{"role": "user", "content": user}]
 

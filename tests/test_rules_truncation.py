@@ -96,7 +96,7 @@ def test_rule_judge_sees_truncation():
     assert judge.compare("q", cut, whole).p_a == 0.5  # both pass on words alone
     pref = judge.compare("q", cut, whole, truncated=(True, False))
     assert pref.p_a < 0.5 and pref.score_a == 0.0 and pref.score_b == 1.0
-    assert judge.score("q", cut, truncated=True).p_first == 0.0
+    assert judge.score("q", cut, truncated=True).score == 0.0
 
 
 def test_a_check_sees_truncation_before_the_ai_judge_is_asked():

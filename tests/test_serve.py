@@ -170,7 +170,7 @@ def test_large_groups_meet_a_fixed_number_of_others():
 # -- the rule judge over HTTP -----------------------------------------------------------------
 def test_openrlhf_shapes_and_rewards_equal_to_the_in_process_judge(tmp_path):
     rule = RuleJudge(RULE)
-    expected = [rule.score(p, r).p_first for p, r in ITEMS]
+    expected = [rule.score(p, r).score for p, r in ITEMS]
     assert sorted(set(expected)) == [0.0, 1.0]  # the items separate, so equality means something
     with serving(tmp_path, "--judge", RULE) as server:
         status, reply = post(server.url + "/get_reward", openrlhf_body(ITEMS))
@@ -399,7 +399,7 @@ def test_a_slow_or_broken_judge_fails_items_never_scores_them(tmp_path):
 def test_load_eight_clients_no_errors_every_reward_equal(tmp_path):
     rule = RuleJudge(RULE)
     batches = [ITEMS[k:] + ITEMS[:k] for k in range(len(ITEMS))]
-    expected = [[rule.score(p, r).p_first for p, r in batch] for batch in batches]
+    expected = [[rule.score(p, r).score for p, r in batch] for batch in batches]
     errors: list[str] = []
     answered = [0] * 8
     with serving(tmp_path, "--judge", RULE, "--concurrency", "4") as server:

@@ -15,7 +15,15 @@ from statistics import fmean
 
 from rlaif import templates
 from rlaif.backends.base import Backend
-from rlaif.compare import CAI_CLAMP, Judge, Preference, RuleJudge, parse_verdict
+from rlaif.compare import (
+    CAI_CLAMP,
+    Judge,
+    PairJudge,
+    Preference,
+    RuleJudge,
+    p_a_shown_second,
+    parse_verdict,
+)
 from rlaif.constitution import Constitution, Principle
 
 #: name -> what it does, in the order tables list them
@@ -70,14 +78,14 @@ class Strategy:
 
 
 class JudgeStrategy(Strategy):
-    """A strategy that is one configuration of ``Judge``."""
+    """A strategy that is one judge as configured: a ``Judge`` or a ``RuleJudge``."""
 
-    def __init__(self, name: str, judge: Judge) -> None:
+    def __init__(self, name: str, judge: PairJudge) -> None:
         self.name = name
         self.judge = judge
 
     def label(self, prompt: str, a: str, b: str) -> Preference:
-        """``Judge.compare``."""
+        """The judge's ``compare``."""
         return self.judge.compare(prompt, a, b)
 
 
@@ -100,11 +108,10 @@ class VerdictStrategy(Strategy):
         principle = self.judge.principle_for_pair(prompt, a, b)
         p_ab, gen_ab = self._order(prompt, a, b, principle)
         q_ba, gen_ba = self._order(prompt, b, a, principle)
-        p_ba = None if q_ba is None else 1.0 - q_ba
         return _combine(
             self.judge,
             [p_ab],
-            [p_ba],
+            [p_a_shown_second(q_ba)],
             principle_id=principle.id,
             method="verdict",
             prompt_tokens=gen_ab.prompt_tokens + gen_ba.prompt_tokens,
@@ -164,7 +171,7 @@ class Ensemble(Strategy):
         return _combine(
             self.judge,
             [p.p_a for p in ab],
-            [None if p.p_a is None else 1.0 - p.p_a for p in ba],
+            [p_a_shown_second(p.p_a) for p in ba],
             principle_id="+".join(p.id for p in principles),
             method=ab[0].method,
             prompt_tokens=sum(p.prompt_tokens for p in ab + ba),
@@ -191,8 +198,7 @@ def _combine(
 ) -> Preference:
     """A Preference from several readings of each order (means of the readable ones)."""
     return Preference.from_orders(
-        _mean(p_ab),
-        _mean(p_ba),
+        [_mean(p_ab), _mean(p_ba)],
         principle_id=principle_id,
         constitution_hash=judge.constitution.hash,
         judge=judge.backend.model_id,

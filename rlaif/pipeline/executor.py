@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from rlaif.backends import Backend, parse_model_spec
 from rlaif.backends.ratelimit import RequestPolicy
-from rlaif.compare import Judge, Preference
+from rlaif.compare import PairJudge, Preference
 from rlaif.rules import UNKNOWN
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> I
                 future.cancel()
 
 
-def label(judge: Judge, pair: tuple) -> Preference:
+def label(judge: PairJudge, pair: tuple) -> Preference:
     """The judge's preference for ``(prompt, a, b)`` or ``(prompt, a, b, truncated)``, where
     ``truncated`` says whether ``a`` / ``b`` was cut at the token limit (None: unknown)."""
     prompt, a, b, *rest = pair
@@ -92,7 +92,7 @@ def label(judge: Judge, pair: tuple) -> Preference:
 
 
 def compare_pairs(
-    judge: Judge,
+    judge: PairJudge,
     pairs: Sequence[tuple],
     *,
     executor: str = "local",
@@ -103,7 +103,8 @@ def compare_pairs(
     """The judge's preference for each ``(prompt, a, b[, truncated])``, in order.
 
     ``local`` runs ``concurrency`` threads; ``ray`` runs ``concurrency`` Ray workers (default:
-    one per CPU of the cluster), each opening ``judge_spec`` itself with ``policy``.
+    one per CPU of the cluster), each opening ``judge_spec`` itself with ``policy``: a model
+    judge (:class:`rlaif.compare.Judge`) only.
     """
     if executor == "local":
         yield from ordered_map(lambda pair: label(judge, pair), pairs, concurrency)

@@ -26,7 +26,7 @@ from typing import Any
 from rlaif.backends import Backend, load_backend
 from rlaif.backends.cached import CachedBackend
 from rlaif.backends.ratelimit import RequestPolicy
-from rlaif.compare import Judge
+from rlaif.compare import Judge, PairJudge
 from rlaif.errors import RlaifError
 from rlaif.pipeline.executor import apply_request_policy, is_server
 from rlaif.pipeline.stages import Models, stage_fn
@@ -199,18 +199,14 @@ class StageWorker:
         return out, time.perf_counter() - started
 
 
-def judge_settings(judge: Judge) -> dict:
-    """The judge's settings, for a worker to build the same judge on its own backend."""
-    return {
-        "seed": judge.seed,
-        "mode": judge.mode,
-        "both_orders": judge.both_orders,
-        "cot": judge.cot,
-        "clamp": judge.clamp,
-        "cot_max_tokens": judge.cot_max_tokens,
-        "cot_temperature": judge.cot_temperature,
-        "cot_seed": judge.cot_seed,
-    }
+def model_judge(judge: PairJudge) -> Judge:
+    """``judge`` as the model judge a worker rebuilds on its own backend; ValueError for any
+    other judge (a scoring function runs in this process, not on Ray workers)."""
+    if not isinstance(judge, Judge):
+        raise ValueError(
+            f"the ray executor runs a model judge on its workers, not a {type(judge).__name__}"
+        )
+    return judge
 
 
 class RayStages:
@@ -345,7 +341,7 @@ class RayStages:
         in_process = not all(is_server(s) for s in self.specs.values() if s is not None)
         # a worker with an in-process model needs a CPU; one that waits on a server does not
         actor = ray.remote(num_cpus=1 if in_process else 0)(StageWorker)
-        settings = judge_settings(self.models.judge)
+        settings = model_judge(self.models.judge).settings()
         while len(self._actors) < min(wanted, self._max_actors):
             self._actors.append(
                 actor.remote(
@@ -401,13 +397,14 @@ class RayStages:
 
 
 def compare_on_ray(
-    judge: Judge,
+    judge: PairJudge,
     spec: str,
     pairs: Sequence[tuple],
     workers: int,
     policy: RequestPolicy | None,
 ) -> Iterator:
     """The judge's preference for each pair, labelled on Ray workers opening ``spec``."""
+    judge = model_judge(judge)
     if not isinstance(judge.backend, CachedBackend):
         raise ValueError("the ray executor records calls in a run store: the judge needs one")
     models = Models(None, judge.backend, judge, judge.constitution, None)

@@ -15,7 +15,7 @@ from itertools import combinations
 from typing import Any
 
 from rlaif.backends.base import Backend, generate_in_groups
-from rlaif.compare import Judge, Preference
+from rlaif.compare import PairJudge, Preference
 from rlaif.constitution import Constitution
 from rlaif.critique import Revision, revise_many
 from rlaif.pipeline.config import RunConfig
@@ -105,7 +105,7 @@ def revise_group(
 def pairs(
     policy: Backend,
     critic: Backend,
-    judge: Judge,
+    judge: PairJudge,
     constitution: Constitution,
     p: Prompt,
     config: RunConfig,
@@ -119,7 +119,7 @@ def pairs(
     elif len(responses) >= 2:
         principle = constitution.sample(config.seed, "best-worst", p.text)
         scores = [
-            judge.score(p.text, r.text, principle, truncated=r.truncated).p_first for r in responses
+            judge.score(p.text, r.text, principle, truncated=r.truncated).score for r in responses
         ]
         readable = [(s, i) for i, s in enumerate(scores) if s is not None]
         if len(readable) >= 2:
@@ -141,7 +141,7 @@ class Models:
 
     policy: Backend | None
     critic: Backend
-    judge: Judge
+    judge: PairJudge
     constitution: Constitution
     config: RunConfig | None
 
