@@ -38,10 +38,13 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rlaif.errors import InputError, RunError
 from rlaif.evaluate.train_report import LOOP_FILE
+from rlaif.evaluate.winrate import WinrateConfig
 from rlaif.fileio import write_atomic, write_json_atomic
+from rlaif.pipeline.config import RunConfig
 from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
 from rlaif.stats import pct
 from rlaif.train.dpo import DPOSettings
@@ -49,47 +52,95 @@ from rlaif.train.dpo import DPOSettings
 TABLE_FILE = "rounds.md"
 FIGURE_FILE = "rounds.png"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
+#: each round's slice of the training prompts, in its ``round-N/``
+ROUND_PROMPTS_FILE = "prompts.jsonl"
 #: the last round's policy against the starting model, when there is more than one round
 FINAL_DIR = "final-vs-start"
+#: a stage's settings class
+S = TypeVar("S")
+
+
+#: RunConfig field -> the LoopConfig field that sets it in every round's ``run/``
+RUN_FIELDS = {
+    name: name
+    for name in (
+        "judge",
+        "constitution",
+        "n_responses",
+        "revision_rounds",
+        "seed",
+        "temperature",
+        "max_tokens",
+    )
+}
+#: DPOSettings field -> the LoopConfig field that sets it in every round's DPO
+DPO_FIELDS = {
+    "max_steps": "dpo_steps",
+    "batch_size": "dpo_batch_size",
+    "learning_rate": "dpo_learning_rate",
+    "beta": "dpo_beta",
+    "nll_weight": "dpo_nll_weight",
+    "degenerate_chosen": "dpo_degenerate_chosen",
+    "min_margin": "min_margin",
+    "loss": "loss",
+    "seed": "seed",
+    "lora": "lora",
+}
+#: WinrateConfig field -> the LoopConfig field that sets it in every win rate
+WINRATE_FIELDS = {
+    "judge": "judge",
+    "constitution": "constitution",
+    "seed": "seed",
+    "max_tokens": "eval_max_tokens",
+    "tie_margin": "tie_margin",
+}
 
 
 @dataclass
 class LoopConfig:
-    """Sizes and models of an iterative loop; defaults sized for the embedded model on a CPU."""
+    """Sizes and models of an iterative loop; defaults sized for the embedded model on a CPU.
+
+    The loop's own fields (rounds, prompt slices, ...) sit beside the settings of the stages it
+    drives, flat (``dpo_steps``, ``eval_max_tokens``): :meth:`run_config`,
+    :meth:`dpo_settings` and :meth:`winrate_config` build each round's settings from them, and
+    ``__post_init__`` builds all three once, so that a value any stage would refuse fails here,
+    before any model loads. Where the loop does not size a setting for the CPU, its default is
+    the stage's.
+    """
 
     out: Path
     rounds: int = 2
     #: the starting policy: smollm2 or hf:DIR (DPO needs a transformers checkpoint)
     policy: str = "smollm2"
-    judge: str = "smollm2"
-    constitution: str = "default"
+    judge: str = RunConfig.judge
+    constitution: str = RunConfig.constitution
     #: training prompts (None: the built-in 32)
     prompts: str | None = None
     #: held-out prompts (None: the last ``eval_n`` of ``prompts`` are set aside)
     eval_prompts: str | None = None
     prompts_per_round: int = 8
     eval_n: int = 8
-    n_responses: int = 2
+    n_responses: int = RunConfig.n_responses
     revision_rounds: int = 0
     #: longest response when generating training data
     max_tokens: int = 64
-    temperature: float = 0.8
+    temperature: float = RunConfig.temperature
     dpo_steps: int = 8
     dpo_batch_size: int = 2
-    dpo_learning_rate: float = 2e-5
-    dpo_beta: float = 0.1
+    dpo_learning_rate: float = DPOSettings.learning_rate
+    dpo_beta: float = DPOSettings.beta
     #: weight of the chosen responses' NLL in the DPO loss (see rlaif.train.dpo)
-    dpo_nll_weight: float = 0.0
+    dpo_nll_weight: float = DPOSettings.nll_weight
     #: "drop": DPO leaves out pairs whose chosen answer is cut off or looping (see
     #: rlaif.train.dpo.DPOSettings.degenerate_chosen); "keep": every pair as labelled
-    dpo_degenerate_chosen: str = "keep"
-    min_margin: float = 0.0
+    dpo_degenerate_chosen: str = DPOSettings.degenerate_chosen
+    min_margin: float = DPOSettings.min_margin
     #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)
-    loss: str = "soft"
-    lora: bool = False
+    loss: str = DPOSettings.loss
+    lora: bool = DPOSettings.lora
     #: longest answer in the win-rate evaluation
     eval_max_tokens: int = 64
-    tie_margin: float = 0.0
+    tie_margin: float = WinrateConfig.tie_margin
     seed: int = 0
     #: "gguf": trained policies answer through their GGUF export and llama.cpp (about 4x
     #: faster; checkpoints the export refuses stay on transformers); "hf": transformers
@@ -100,46 +151,65 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in (
-            "rounds",
-            "prompts_per_round",
-            "eval_n",
-            "n_responses",
-            "max_tokens",
-            "dpo_steps",
-            "dpo_batch_size",
-            "eval_max_tokens",
-        ):
+        for name in ("rounds", "prompts_per_round", "eval_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.generate_with not in ("gguf", "hf"):
             raise ValueError(f"generate_with must be gguf or hf, not {self.generate_with!r}")
-        if self.revision_rounds < 0:
-            raise ValueError(f"revision_rounds must be >= 0, not {self.revision_rounds}")
-        if self.n_responses < 2 and self.revision_rounds == 0:
-            raise ValueError("n_responses=1 with revision_rounds=0 forms no pair to train on")
         if self.train_launcher is not None and not shlex.split(self.train_launcher):
             raise ValueError("train_launcher is empty; leave it out to train in this process")
-        # DPO's own checks (loss, beta, margin, ...), before any model loads, not after round 1
-        self.dpo_settings(self.out / "round-1", self.policy)
+        # the stages' own checks (pairs to compare, loss, beta, tie margin, ...), before any
+        # model loads, not when round 1 reaches them
+        first = self.out / "round-1"
+        self.run_config(first, self.policy)
+        self.dpo_settings(first, self.policy)
+        self.winrate_config(first, self.policy, self.policy)
+
+    def run_config(self, round_dir: Path, policy: str) -> RunConfig:
+        """The settings of one round's main job: ``policy`` answers the round's prompts."""
+        return self._build(
+            RunConfig,
+            RUN_FIELDS,
+            out=round_dir / "run",
+            prompts=str(round_dir / ROUND_PROMPTS_FILE),
+            policy=policy,
+        )
 
     def dpo_settings(self, round_dir: Path, model: str) -> DPOSettings:
         """The settings of one round's DPO: that round's preferences, into its ``policy/``."""
-        return DPOSettings(
+        return self._build(
+            DPOSettings,
+            DPO_FIELDS,
             data=str(round_dir / "run" / "preferences.jsonl"),
             out=round_dir / "policy",
             model=model,
-            max_steps=self.dpo_steps,
-            batch_size=self.dpo_batch_size,
-            learning_rate=self.dpo_learning_rate,
-            beta=self.dpo_beta,
-            nll_weight=self.dpo_nll_weight,
-            degenerate_chosen=self.dpo_degenerate_chosen,
-            min_margin=self.min_margin,
-            loss=self.loss,
-            lora=self.lora,
-            seed=self.seed,
         )
+
+    def winrate_config(self, round_dir: Path, policy: str, baseline: str) -> WinrateConfig:
+        """The settings of one win rate, into ``round_dir/winrate``, on the held-out prompts."""
+        return self._build(
+            WinrateConfig,
+            WINRATE_FIELDS,
+            out=round_dir / "winrate",
+            prompts=str(self.out / EVAL_PROMPTS_FILE),
+            policy=policy,
+            baseline=baseline,
+        )
+
+    def _build(self, settings: type[S], fields: dict[str, str], **where: object) -> S:
+        """``settings`` with ``fields`` (theirs -> ours) read from this config, and ``where``;
+        a ValueError names the loop's field, e.g. dpo_steps rather than max_steps."""
+        try:
+            return settings(
+                **{theirs: getattr(self, ours) for theirs, ours in fields.items()}, **where
+            )
+        except ValueError as e:
+            message = str(e)
+            for theirs, ours in fields.items():
+                if message.startswith(theirs + " "):
+                    message = ours + message.removeprefix(theirs)
+                    break
+            raise ValueError(message) from e
 
     def identity(self) -> dict:
         """What makes a loop directory this loop (everything but the number of rounds)."""
@@ -252,8 +322,7 @@ def run_loop(
     if config.policy != "smollm2":
         resolve_checkpoint(config.policy)
     _open_loop_dir(config)
-    eval_path = config.out / EVAL_PROMPTS_FILE
-    _write_prompts(eval_path, held)
+    _write_prompts(config.out / EVAL_PROMPTS_FILE, held)
 
     start = config.policy
     if start == "smollm2":
@@ -266,9 +335,8 @@ def run_loop(
     rows = []
     for i in range(1, config.rounds + 1):
         rd = config.out / f"round-{i}"
-        prompts_path = rd / "prompts.jsonl"
-        _write_prompts(prompts_path, round_prompts(pool, i, config.prompts_per_round))
-        run_info = _stage_run(config, rd, prompts_path, fast(generator, log), i, show_progress, log)
+        _write_prompts(rd / ROUND_PROMPTS_FILE, round_prompts(pool, i, config.prompts_per_round))
+        run_info = _stage_run(config, rd, fast(generator, log), i, show_progress, log)
         policy_dir = rd / "policy"
         if is_checkpoint(policy_dir):
             log(f"round {i}: DPO done before ({policy_dir})")
@@ -278,7 +346,7 @@ def run_loop(
             train_info = _stage_dpo(config, rd, baseline, i, show_progress)
         policy = f"hf:{policy_dir}"
         metrics = _stage_winrate(
-            config, rd, fast(policy, log), fast(baseline, log), eval_path, show_progress, log, i
+            config, rd, fast(policy, log), fast(baseline, log), show_progress, log, i
         )
         rows.append(_row(i, policy, baseline, run_info, train_info, metrics))
         baseline = generator = policy
@@ -291,7 +359,6 @@ def run_loop(
             final_rd,
             fast(rows[-1]["policy"], log),
             fast(start_model, log),
-            eval_path,
             show_progress,
             log,
             "final",
@@ -324,30 +391,15 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _stage_run(config, rd: Path, prompts_path: Path, policy: str, i: int, show, log) -> dict:
-    from rlaif.pipeline.job import RunConfig, run
+def _stage_run(config: LoopConfig, rd: Path, policy: str, i: int, show, log) -> dict:
+    from rlaif.pipeline.job import run
 
     done = rd / "run" / "run.json"
     if done.is_file():
         log(f"round {i}: labelled data done before ({done.parent})")
         return _read_json(done)
     log(f"round {i}: generate with {policy}, label with {config.judge}")
-    result = run(
-        RunConfig(
-            out=rd / "run",
-            prompts=str(prompts_path),
-            policy=policy,
-            judge=config.judge,
-            constitution=config.constitution,
-            n_responses=config.n_responses,
-            revision_rounds=config.revision_rounds,
-            seed=config.seed,
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-        ),
-        show_progress=show,
-    )
-    return result.info
+    return run(config.run_config(rd, policy), show_progress=show).info
 
 
 def _stage_dpo(config, rd: Path, model: str, i: int, show) -> dict:
@@ -373,21 +425,12 @@ def dpo_command(launcher: str, settings) -> list[str]:
     """
     cmd = [*shlex.split(launcher), "-m", "rlaif", "train", "dpo"]
     cmd += ["--data", settings.data, "--out", str(settings.out), "--model", settings.model]
-    for option, value in (
-        ("--max-steps", settings.max_steps),
-        ("--batch-size", settings.batch_size),
-        ("--learning-rate", settings.learning_rate),
-        ("--beta", settings.beta),
-        ("--nll-weight", settings.nll_weight),
-        ("--degenerate-chosen", settings.degenerate_chosen),
-        ("--min-margin", settings.min_margin),
-        ("--loss", settings.loss),
-        ("--max-length", settings.max_length),
-        ("--seed", settings.seed),
-    ):
-        cmd += [option, str(value)]
-    if settings.lora:
-        cmd.append("--lora")
+    for field in (*DPO_FIELDS, "max_length"):
+        value, option = getattr(settings, field), "--" + field.replace("_", "-")
+        if isinstance(value, bool):
+            cmd += [option] if value else []
+        else:
+            cmd += [option, str(value)]
     # the loop measures drift itself, beside each win rate
     return [*cmd, "--drift-prompts", "0", "--quiet"]
 
@@ -427,8 +470,8 @@ def _launch_dpo(launcher: str, settings, rd: Path, i: int) -> dict:
     return info
 
 
-def _stage_winrate(config, rd, policy, baseline, eval_path, show, log, i) -> dict:
-    from rlaif.evaluate.winrate import WinrateConfig, load_metrics, run_winrate_with_progress
+def _stage_winrate(config: LoopConfig, rd: Path, policy, baseline, show, log, i) -> dict:
+    from rlaif.evaluate.winrate import load_metrics, run_winrate_with_progress
 
     out = rd / "winrate"
     metrics = load_metrics(out)
@@ -437,18 +480,7 @@ def _stage_winrate(config, rd, policy, baseline, eval_path, show, log, i) -> dic
         return metrics
     log(f"round {i}: win rate of {policy} against {baseline}")
     return run_winrate_with_progress(
-        WinrateConfig(
-            policy=policy,
-            baseline=baseline,
-            out=out,
-            prompts=str(eval_path),
-            judge=config.judge,
-            constitution=config.constitution,
-            seed=config.seed,
-            max_tokens=config.eval_max_tokens,
-            tie_margin=config.tie_margin,
-        ),
-        show_progress=show,
+        config.winrate_config(rd, policy, baseline), show_progress=show
     )
 
 

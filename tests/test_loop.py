@@ -13,7 +13,14 @@ import pytest
 from tiny_model import tiny_checkpoint
 
 from rlaif.errors import InputError, RunError
-from rlaif.loop import LoopConfig, _open_loop_dir, round_prompts, rounds_table, split_prompts
+from rlaif.loop import (
+    LoopConfig,
+    _open_loop_dir,
+    dpo_command,
+    round_prompts,
+    rounds_table,
+    split_prompts,
+)
 from rlaif.prompts import load_prompts
 
 ENV = {**os.environ, "RLAIF_N_THREADS": os.environ.get("RLAIF_N_THREADS", "1")}
@@ -67,15 +74,38 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
         ("dpo_beta", 0.0, "beta must be > 0"),
         ("min_margin", 0.7, "min_margin must be in"),
         ("dpo_degenerate_chosen", "sometimes", "degenerate_chosen must be one of"),
-        ("dpo_learning_rate", 0.0, "learning_rate must be > 0"),
+        ("dpo_learning_rate", 0.0, "dpo_learning_rate must be > 0"),
+        ("dpo_steps", 0, "dpo_steps must be >= 1"),
+        ("dpo_batch_size", 0, "dpo_batch_size must be >= 1"),
+        ("n_responses", 1, "form no pair"),
+        ("max_tokens", 0, "max_tokens must be >= 1"),
+        ("eval_max_tokens", 0, "eval_max_tokens must be >= 1"),
+        ("tie_margin", 0.5, "tie_margin must be in"),
+        ("rounds", 0, "rounds must be >= 1"),
     ],
 )
-def test_loop_config_checks_dpo_settings_before_any_model_loads(tmp_path, field, value, message):
-    """A DPO setting the round's trainer would refuse fails when the loop is configured, not
-    after round 1 has generated and labelled; the loop directory is not even created."""
+def test_loop_config_checks_every_stage_before_any_model_loads(tmp_path, field, value, message):
+    """A setting the round's job, trainer or win rate would refuse fails when the loop is
+    configured, named as the loop's field, not after round 1 has generated and labelled; the
+    loop directory is not even created."""
     with pytest.raises(ValueError, match=message):
         LoopConfig(out=tmp_path / "loop", **{field: value})
     assert not (tmp_path / "loop").exists()
+
+
+def test_launched_dpo_gets_the_rounds_settings(tmp_path):
+    """``rlaif train dpo`` parses the launcher's command back into the same DPOSettings."""
+    from rlaif.cli import options as opt
+    from rlaif.cli.train import train_dpo_cmd
+
+    config = LoopConfig(out=tmp_path / "loop", lora=True, dpo_nll_weight=0.5, loss="hard")
+    settings = config.dpo_settings(tmp_path / "loop" / "round-1", "hf:start")
+    cmd = dpo_command("torchrun", settings)
+    assert cmd[:5] == ["torchrun", "-m", "rlaif", "train", "dpo"]
+    params = train_dpo_cmd.make_context("dpo", cmd[5:]).params
+    for name in ("quiet", "show_example", "drift_prompts"):
+        params.pop(name)
+    assert opt.settings_from(opt.Settings("rlaif.train.dpo", "DPOSettings"), **params) == settings
 
 
 def test_rounds_table():

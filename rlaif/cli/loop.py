@@ -49,7 +49,7 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
 )
 @LOOP.option(
     "dpo_degenerate_chosen",
-    type=click.Choice(["keep", "drop"]),
+    type=opt.DEGENERATE_CHOSEN,
     help="drop: DPO leaves out pairs whose chosen answer was cut at --max-tokens or is stuck "
     "in a loop (they may still be rejected); keep: every pair as labelled.",
 )

@@ -38,6 +38,9 @@ ABOVE_0 = click.FloatRange(min=0, min_open=True)
 MARGIN = click.FloatRange(0, 0.5, max_open=True)
 MODES = click.Choice(["pairwise", "pointwise"])
 LOSSES = click.Choice(["soft", "hard"])
+#: what DPO does with a pair whose chosen answer is cut off or looping
+DEGENERATE_CHOSEN = click.Choice(["keep", "drop"])
+PORTS = click.IntRange(0, 65535)
 
 
 class Settings:
@@ -166,6 +169,19 @@ def out(help: str, required: bool = True) -> Decorator:
 def quiet(help: str = "No progress bars.") -> Decorator:
     """``--quiet``: no progress display."""
     return click.option("--quiet", is_flag=True, help=help)
+
+
+def host(needs: str) -> Decorator:
+    """``--host``, the address a server listens on (127.0.0.1); ``needs`` says what any other
+    address needs."""
+    return click.option(
+        "--host", default="127.0.0.1", show_default=True, help=f"Address to listen on; {needs}."
+    )
+
+
+def port(default: int, help: str) -> Decorator:
+    """``--port``, the port a server listens on (0: a free one)."""
+    return click.option("--port", default=default, show_default=True, type=PORTS, help=help)
 
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -18,19 +18,8 @@ def _default_reviewer() -> str:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--port",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port to listen on (0: a free one).",
-)
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; anything but 127.0.0.1 needs --allow-remote.",
-)
+@opt.port(0, "Port to listen on (0: a free one).")
+@opt.host("anything but 127.0.0.1 needs --allow-remote")
 @click.option(
     "--allow-remote",
     is_flag=True,

@@ -17,19 +17,8 @@ SERVE = opt.Settings("rlaif.serve.service", "ServeSettings")
     help="Directory of the run store (store.sqlite): every model call is kept "
     "there, so a repeated request or a restarted server makes no model call.",
 )
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; any non-loopback address needs --token-file.",
-)
-@click.option(
-    "--port",
-    default=5000,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: a free one; the address is printed).",
-)
+@opt.host("any non-loopback address needs --token-file")
+@opt.port(5000, "Port (0: a free one; the address is printed).")
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),

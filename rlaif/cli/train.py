@@ -64,6 +64,19 @@ def _max_length(settings: opt.Settings, longer: str) -> opt.Decorator:
     )
 
 
+def _train_or_show(settings, show_example: bool, example, train, quiet: bool) -> dict | None:
+    """With ``--show-example``, print ``example(settings)`` and return None; else train and
+    return what ``train`` returns, on the main process only (under a launcher the main process
+    reports the run; the others get None)."""
+    from rlaif.train import distributed
+
+    if show_example:
+        click.echo(example(settings), nl=False)
+        return None
+    info = train(settings, show_progress=not quiet)
+    return info if distributed.is_main_process() else None
+
+
 def _batch(info: dict) -> str:
     """The global batch and how it was made: under a launcher, per process x processes.
 
@@ -106,16 +119,12 @@ def train_reward_cmd(quiet, show_example, **options):
     held-out prompts, before and after training: pairwise accuracy (95% bootstrap interval),
     Brier score and ECE against p_chosen, and the Brier score of always saying 0.5.
     """
-    from rlaif.train import distributed
     from rlaif.train.reward import reward_example, train_reward
 
     settings = opt.settings_from(REWARD, **options)
-    if show_example:
-        click.echo(reward_example(settings), nl=False)
+    info = _train_or_show(settings, show_example, reward_example, train_reward, quiet)
+    if info is None:
         return
-    info = train_reward(settings, show_progress=not quiet)
-    if not distributed.is_main_process():
-        return  # under a launcher the main process reports the run
     before, after = info["held_out_before"], info["held_out"]
     pairs = info["pairs"]
     console.print(
@@ -189,7 +198,7 @@ DPO = opt.Settings("rlaif.train.dpo", "DPOSettings")
 )
 @DPO.option(
     "degenerate_chosen",
-    type=click.Choice(["keep", "drop"]),
+    type=opt.DEGENERATE_CHOSEN,
     help="drop: leave out pairs whose chosen answer was cut at the token limit "
     "(chosen_truncated) or is stuck in a loop, so DPO never pulls towards a broken answer "
     "(it may still be rejected). keep: train every pair as labelled.",
@@ -207,19 +216,15 @@ def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
 
     settings = opt.settings_from(DPO, **options)
     _, counts = select_pairs(settings)  # fail on bad data before loading any model
-    if show_example:
-        click.echo(dpo_example(settings), nl=False)
-        return
-    main = distributed.is_main_process()  # under a launcher the main process reports the run
-    if main:
+    if not show_example and distributed.is_main_process():
         console.print(
             f"pairs: {counts['read']} read, {counts['kept']} kept, "
             f"{counts['dropped_low_margin']} below --min-margin {settings.min_margin}, "
             f"{counts['dropped_degenerate_chosen']} with a degenerate chosen answer left out; "
             f"--loss {settings.loss}, mean target {counts['mean_target']:.3f}"
         )
-    info = train_dpo(settings, show_progress=not quiet)
-    if not main:
+    info = _train_or_show(settings, show_example, dpo_example, train_dpo, quiet)
+    if info is None:
         return
     last = info["last_step"]
     table = Table(title="dpo")
@@ -297,16 +302,12 @@ GRPO = opt.Settings("rlaif.train.grpo", "GRPOSettings")
 @opt.drift
 def grpo(quiet, show_example, drift_prompts, **options):
     """Online RL (GRPO) with the AI judge, or a trained reward model, as the reward."""
-    from rlaif.train import distributed
     from rlaif.train.grpo import grpo_example, train_grpo
 
     settings = opt.settings_from(GRPO, **options)
-    if show_example:
-        click.echo(grpo_example(settings), nl=False)
+    info = _train_or_show(settings, show_example, grpo_example, train_grpo, quiet)
+    if info is None:
         return
-    info = train_grpo(settings, show_progress=not quiet)
-    if not distributed.is_main_process():
-        return  # under a launcher the main process reports the run
 
     def fmt(x):
         return "-" if x is None else f"{x:+.4f}"

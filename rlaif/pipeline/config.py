@@ -68,8 +68,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.n_responses < 1:
-            raise ValueError(f"n_responses must be >= 1, not {self.n_responses}")
+        for name in ("n_responses", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.revision_rounds < 0:
             raise ValueError(f"revision_rounds must be >= 0, not {self.revision_rounds}")
         if self.n_responses < 2 and self.revision_rounds == 0:
