@@ -3,7 +3,8 @@
 A record may hold ``prompt``; or ``instruction`` with an optional ``input`` (alpaca style);
 or ``turns`` (MT-Bench: the first turn is used); or chat ``messages`` (a conversation ending
 with a user turn). Every record is checked before any model is called, and a malformed one is
-reported with its file and line (JSONL, text, CSV) or index (JSON list).
+reported with its file and line (JSONL, text, CSV) or index (JSON list). The JSON-lines
+reading, :func:`json_lines`, serves the other JSONL readers too (preferences, review items).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,14 +93,25 @@ def load_prompts(path: str | Path | None = None, limit: int | None = None) -> li
     return prompts[:limit] if limit is not None else prompts
 
 
-def _from_jsonl(path: Path, text: str):
-    for n, line in enumerate(text.splitlines(), start=1):
+def json_lines(
+    path: str | Path, lines: Iterable[str], hint: str = ""
+) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a JSON-lines file, numbered from 1.
+
+    A line that is not valid JSON is an InputError naming the file and line, ``hint`` added.
+    """
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from e
+            raise InputError(f"{path}:{n}: not valid JSON ({e.msg}){hint}") from e
+        yield n, value
+
+
+def _from_jsonl(path: Path, text: str):
+    for n, obj in json_lines(path, text.splitlines()):
         yield _from_record(obj, f"{path}:{n}", default_id=str(n))
 
 

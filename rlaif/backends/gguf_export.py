@@ -218,6 +218,34 @@ def _is_fresh(target: Path, checkpoint: Path) -> bool:
     return target.stat().st_mtime > newest
 
 
+def _write(path: Path, reader: Any, template: str | None, tensors: dict, dtype: str) -> None:
+    """Write a GGUF file: the embedded model's metadata (``reader``), these weights.
+
+    The checkpoint's own chat template, when it has one, replaces the embedded model's.
+    """
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch=_field(reader, "general.architecture"))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key in _SKIPPED_KEYS:
+            continue
+        value = field.contents()
+        if key == "tokenizer.chat_template" and template:
+            value = template
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, value, value_type, sub_type=sub_type)
+    writer.add_file_type(
+        gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
+    )
+    for name, weights in tensors.items():
+        writer.add_tensor(name, weights)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def export_gguf(checkpoint: Path, *, dtype: str = "f16") -> Path:
     """Write ``DIR/model-f16.gguf`` for a checkpoint directory (once) and return its path.
 
@@ -254,26 +282,7 @@ def export_gguf(checkpoint: Path, *, dtype: str = "f16") -> Path:
     tmp = Path(tmp_name)
     tmp.chmod(0o644)  # mkstemp makes it private; the checkpoint's other files are not
     try:
-        writer = gguf.GGUFWriter(str(tmp), arch=_field(reader, "general.architecture"))
-        template = _chat_template(checkpoint)
-        for key, field in reader.fields.items():
-            if key.startswith("GGUF.") or key in _SKIPPED_KEYS:
-                continue
-            value = field.contents()
-            if key == "tokenizer.chat_template" and template:
-                value = template
-            value_type = field.types[0]
-            sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(key, value, value_type, sub_type=sub_type)
-        writer.add_file_type(
-            gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32
-        )
-        for name, weights in tensors.items():
-            writer.add_tensor(name, weights)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        _write(tmp, reader, _chat_template(checkpoint), tensors, dtype)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

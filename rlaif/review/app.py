@@ -110,6 +110,29 @@ def _p_left_orders(item: ReviewItem, left: str) -> tuple[str, str] | None:
     return f"{a:.3f}", f"{b:.3f}"
 
 
+def _item_context(
+    session: ReviewSession, item: ReviewItem, position: int, left: str, decided: Decision | None
+) -> dict:
+    """What the page shows of one item, its response ``left`` (first or second) on the left."""
+    right = "second" if left == "first" else "first"
+    consistent = item.position_consistent
+    return dict(
+        left=left,
+        position=position,
+        decided=decided,
+        prompt_text=as_text(item.prompt),
+        left_text=as_text(item.first if left == "first" else item.second),
+        right_text=as_text(item.first if right == "first" else item.second),
+        principle_id=item.record.get("principle_id", "?"),
+        principle_text=session.principles.get(item.record.get("principle_id", "")),
+        ai_visible=not session.blind,
+        p_left=_p_left(item, left),
+        p_left_orders=_p_left_orders(item, left),
+        consistent={True: "yes", False: "no"}.get(consistent, "unknown"),
+        rationales=item.rationales,
+    )
+
+
 def _template():
     env = Environment(autoescape=True)
     text = resources.files("rlaif.review").joinpath("review.html").read_text(encoding="utf-8")
@@ -161,23 +184,7 @@ def create_app(session: ReviewSession, token: str) -> TokenGate:
             "item": item,
         }
         if item is not None:
-            right = "second" if left == "first" else "first"
-            consistent = item.position_consistent
-            context.update(
-                left=left,
-                position=position,
-                decided=latest.get(item.item_id),
-                prompt_text=as_text(item.prompt),
-                left_text=as_text(item.first if left == "first" else item.second),
-                right_text=as_text(item.first if right == "first" else item.second),
-                principle_id=item.record.get("principle_id", "?"),
-                principle_text=session.principles.get(item.record.get("principle_id", "")),
-                ai_visible=not session.blind,
-                p_left=_p_left(item, left),
-                p_left_orders=_p_left_orders(item, left),
-                consistent={True: "yes", False: "no"}.get(consistent, "unknown"),
-                rationales=item.rationales,
-            )
+            context.update(_item_context(session, item, position, left, latest.get(item.item_id)))
         response = HTMLResponse(template.render(**context))
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rlaif.errors import InputError, RunError
 from rlaif.pipeline.outputs import RUN_JSON
+from rlaif.prompts import json_lines
 
 #: run files holding labelled pairs, and what each item read from them is called
 SOURCES = {
@@ -148,15 +149,7 @@ def _read_jsonl(path: Path, source: str):
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise RunError(f"{path}: cannot read ({e.strerror})") from e
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(
-                f"{path}:{number}: not valid JSON ({e.msg}); re-run `rlaif run` on this directory"
-            ) from e
+    for number, record in json_lines(path, lines, "; re-run `rlaif run` on this directory"):
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
         for name in _REQUIRED[source]:

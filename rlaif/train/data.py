@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError
+from rlaif.prompts import json_lines
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,8 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
         raise InputError(f"{path}: cannot read the preferences file ({e})") from e
     pairs: list[PreferencePair] = []
     soft = None  # whether the file carries p_chosen; must be the same on every line
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
+    for n, rec in json_lines(path, lines):
         where = f"{path}:{n}"
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e.msg})") from e
         if not isinstance(rec, dict):
             raise InputError(f"{where}: a record must be a JSON object")
         for field in ("prompt", "chosen", "rejected"):

@@ -37,20 +37,16 @@ gets text records, which TRL tokenizes as ``prompt + chosen``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import tempfile
 import time
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from rlaif.errors import InputError
 from rlaif.rules import completion_text, is_looping
 from rlaif.train.data import PreferencePair, filter_by_margin, hard_target, read_preferences
 from rlaif.train.settings import PairTrainingSettings
+from rlaif.train.trl_common import common_args, quiet_checkpointing_warning, quiet_tqdm
 
 LOSSES = ("soft", "hard")
 #: what to do with a pair whose chosen answer is degenerate (cut off, or stuck in a loop)
@@ -187,12 +183,11 @@ def chosen_nll(logps, completion_mask):
     return (-chosen_logps / chosen_tokens).mean()
 
 
-def _trainer_classes():
-    """(trainer, collator) classes: TRL's, carrying each pair's target to the soft loss."""
+def _collator_class():
+    """TRL's preference collator, with each pair's target in the batch."""
     from dataclasses import dataclass as _dataclass
 
     import torch
-    from trl import DPOTrainer
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     @_dataclass
@@ -203,6 +198,50 @@ def _trainer_classes():
             batch = super().torch_call(examples)
             batch[TARGET] = torch.tensor([e[TARGET] for e in examples], dtype=torch.float32)
             return batch
+
+    return TargetCollator
+
+
+def _gathered_ref_logps(trainer, dataset, batch_size: int):
+    """The dataset with the reference log-probs of every pair, computed by all processes.
+
+    TRL caches the reference log-probs in a file that only the main process writes, next to
+    the dataset's own cache file; an in-memory dataset (ours) has none, so each process looks
+    in its own temporary directory and the others never find the file. With several processes
+    they are computed here as TRL does (each process its share of the pairs, gathered in
+    order) and kept in memory by every process.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from trl.models import prepare_deepspeed
+
+    loader = trainer.accelerator.prepare(
+        DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=trainer.data_collator,
+            num_workers=trainer.args.dataloader_num_workers,
+            pin_memory=trainer.args.dataloader_pin_memory,
+            shuffle=False,
+        )
+    )
+    model = trainer.model
+    if trainer.is_deepspeed_enabled:  # ZeRO shards the parameters: an inference engine
+        if trainer._precompute_engine is None:
+            trainer._precompute_engine = prepare_deepspeed(trainer.model, trainer.accelerator)
+        model = trainer._precompute_engine
+    chosen, rejected = [], []
+    for batch in loader:
+        logps = trainer.accelerator.gather_for_metrics(trainer.compute_ref_log_probs(model, batch))
+        chosen.append(logps[0].cpu())
+        rejected.append(logps[1].cpu())
+    dataset = dataset.add_column("ref_chosen_logps", torch.cat(chosen).tolist())
+    return dataset.add_column("ref_rejected_logps", torch.cat(rejected).tolist())
+
+
+def _trainer_class():
+    """TRL's DPOTrainer with the per-pair soft-label loss."""
+    from trl import DPOTrainer
 
     class SoftLabelDPOTrainer(DPOTrainer):
         """TRL's DPOTrainer with the per-pair soft-label loss (reference log-probs precomputed).
@@ -220,40 +259,9 @@ def _trainer_classes():
                 self._signature_columns = [*self._signature_columns, TARGET]
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            # TRL caches the reference log-probs in a file that only the main process writes,
-            # next to the dataset's own cache file; an in-memory dataset (ours) has none, so
-            # each process looks in its own temporary directory and the others never find the
-            # file. With several processes they are computed as TRL does (each process its
-            # share of the pairs, gathered in order) and kept in memory by every process.
             if self.accelerator.num_processes == 1:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
-            from torch.utils.data import DataLoader
-            from trl.models import prepare_deepspeed
-
-            loader = self.accelerator.prepare(
-                DataLoader(
-                    dataset,
-                    batch_size=batch_size,
-                    collate_fn=self.data_collator,
-                    num_workers=self.args.dataloader_num_workers,
-                    pin_memory=self.args.dataloader_pin_memory,
-                    shuffle=False,
-                )
-            )
-            model = self.model
-            if self.is_deepspeed_enabled:  # ZeRO shards the parameters: an inference engine
-                if self._precompute_engine is None:
-                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
-                model = self._precompute_engine
-            chosen, rejected = [], []
-            for batch in loader:
-                logps = self.accelerator.gather_for_metrics(
-                    self.compute_ref_log_probs(model, batch)
-                )
-                chosen.append(logps[0].cpu())
-                rejected.append(logps[1].cpu())
-            dataset = dataset.add_column("ref_chosen_logps", torch.cat(chosen).tolist())
-            return dataset.add_column("ref_rejected_logps", torch.cat(rejected).tolist())
+            return _gathered_ref_logps(self, dataset, batch_size)
 
         def compute_ref_log_probs(self, model, inputs):
             inputs = {k: v for k, v in inputs.items() if k != TARGET}
@@ -280,7 +288,12 @@ def _trainer_classes():
                 loss = loss + self.nll_weight * chosen_nll(logps, inputs["completion_mask"])
             return (loss, outputs) if return_outputs else loss
 
-    return SoftLabelDPOTrainer, TargetCollator
+    return SoftLabelDPOTrainer
+
+
+def _trainer_classes():
+    """(trainer, collator) classes: TRL's, carrying each pair's target to the soft loss."""
+    return _trainer_class(), _collator_class()
 
 
 def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair], tokenizer):
@@ -309,9 +322,8 @@ def preference_dataset(settings: DPOSettings, pairs: list[PreferencePair], token
 
 def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
     """DPOConfig arguments: CPU-friendly, quiet, nothing saved by the trainer itself."""
-    from rlaif.backends.accelerator import device, use_bf16
-
     return dict(
+        **common_args(settings.seed),
         # the reference's log-probs, once per pair before training; the soft loss reads them
         precompute_ref_log_probs=True,
         output_dir=work_dir,
@@ -321,17 +333,7 @@ def _config(settings: DPOSettings, steps: int, work_dir: str) -> dict:
         lr_scheduler_type="constant",
         beta=settings.beta,
         max_length=settings.max_length,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=settings.seed,
         dataloader_num_workers=0,
-        # bf16 mixed precision on a GPU that has it (float32 master weights), else float32;
-        # no recomputation: a 135M model fits in memory as it is
-        bf16=use_bf16(),
-        use_cpu=device() == "cpu",
-        gradient_checkpointing=False,
         dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",
         # every parameter takes part in the loss: no search for unused ones under DDP
@@ -354,9 +356,7 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
     # an epoch is one pass over the pairs in global batches (every process's batch together)
     global_batch = settings.batch_size * distributed.world_size()
     steps = settings.max_steps or settings.epochs * math.ceil(len(pairs) / global_batch)
-    with warnings.catch_warnings():
-        # transformers 5 renames gradient_checkpointing; TRL's config still sets the old name
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
+    with quiet_checkpointing_warning():
         args = DPOConfig(**_config(settings, steps, work_dir))
     trainer_class, collator_class = _trainer_classes()
     if tokenizer.pad_token is None:
@@ -367,7 +367,7 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
         truncation_mode=args.truncation_mode,
         pad_to_multiple_of=args.pad_to_multiple_of,
     )
-    with _quiet_tqdm():
+    with quiet_tqdm():
         trainer = trainer_class(
             model=model,
             ref_model=None,
@@ -382,20 +382,6 @@ def build_trainer(settings: DPOSettings, pairs, model, tokenizer, work_dir: str,
     return trainer
 
 
-@contextlib.contextmanager
-def _quiet_tqdm():
-    """No tqdm bar for TRL's reference pass: rlaif draws its own progress."""
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
-
-
 def dpo_example(settings: DPOSettings) -> str:
     """The first training pair exactly as the model receives it, decoded from its token ids."""
     from rlaif.train.example import pair_example
@@ -403,8 +389,7 @@ def dpo_example(settings: DPOSettings) -> str:
 
     pairs, _ = select_pairs(settings)
     model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
-    with tempfile.TemporaryDirectory(prefix="rlaif-dpo-") as work, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
+    with tempfile.TemporaryDirectory(prefix="rlaif-dpo-") as work, quiet_checkpointing_warning():
         # one pair: TRL's reference pass over the data set costs one forward
         trainer = build_trainer(settings, pairs[:1], model, tokenizer, work)
         batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -438,10 +423,9 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
 
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train import distributed
-    from rlaif.train.curves import training_curves_png
-    from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_policy
+    from rlaif.train.models import check_out_dir, load_model_and_tokenizer, save_trained
     from rlaif.train.progress import trainer_progress_callback
-    from rlaif.train.provenance import training_record
+    from rlaif.train.provenance import settings_record, training_record
 
     check_out_dir(settings.out)
     show_progress = show_progress and distributed.is_main_process()  # one bar, not one a rank
@@ -449,9 +433,7 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     torch.set_num_threads(_default_threads())
     model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rlaif-dpo-") as work, warnings.catch_warnings():
-        # transformers 5 renames gradient_checkpointing; TRL still uses the old name
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
+    with tempfile.TemporaryDirectory(prefix="rlaif-dpo-") as work, quiet_checkpointing_warning():
         trainer = build_trainer(settings, pairs, model, tokenizer, work)
         progress = trainer_progress_callback("dpo", trainer.args.max_steps, show_progress)
         trainer.add_callback(progress)
@@ -463,7 +445,7 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
     last = logs[-1] if logs else {}
     info = {
         "method": "dpo",
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "settings": settings_record(settings),
         "pairs": counts,
         "steps": len(logs),
         "losses": [e["loss"] for e in logs],
@@ -486,9 +468,5 @@ def train_dpo(settings: DPOSettings, *, show_progress: bool = True) -> dict:
         "train_prompts": training_record([p.prompt for p in pairs], settings.model),
         **distributed.batch_record(settings.batch_size, trainer.args.gradient_accumulation_steps),
     }
-    if distributed.is_main_process():
-        train_json = json.dumps(info, indent=2) + "\n"
-        extra = {"train.json": train_json, "training_curves.png": training_curves_png(info)}
-        save_policy(trainer.model, tokenizer, settings.out, extra=extra)
-    distributed.wait_for_everyone()
+    save_trained(trainer.model, tokenizer, settings.out, info)
     return info

@@ -17,11 +17,11 @@ import json
 import math
 import tempfile
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlaif.errors import InputError
+from rlaif.train.trl_common import common_args, quiet_checkpointing_warning
 
 
 @dataclass
@@ -190,72 +190,34 @@ def grpo_example(settings: GRPOSettings) -> str:
     )
 
 
-def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
-    """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds.
+def _grpo_args(settings: GRPOSettings, work_dir: str):
+    """The GRPOConfig of these settings; TRL's output directory is ``work_dir``."""
+    from trl import GRPOConfig
 
-    Under a launcher every process samples and trains on its share of each step's prompts;
-    only the main one saves (:mod:`rlaif.train.distributed`).
-    """
-    dataset = _check_inputs(settings)
-    import torch
-    from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    return GRPOConfig(
+        **common_args(settings.seed),
+        output_dir=work_dir,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate,
+        beta=settings.beta,
+        temperature=settings.temperature,
+        **settings.extra,
+    )
 
-    from rlaif.backends.accelerator import device, use_bf16
-    from rlaif.backends.llamacpp import _default_threads
+
+def _info(settings: GRPOSettings, dataset, steps: list[dict], args, started: float) -> dict:
+    """What ``train.json`` holds: the settings, the steps, the rewards and the prompts."""
     from rlaif.train import distributed
-    from rlaif.train.curves import training_curves_png
-    from rlaif.train.models import load_model_and_tokenizer, save_policy
-    from rlaif.train.progress import trainer_progress_callback
-    from rlaif.train.provenance import training_record
+    from rlaif.train.provenance import settings_record, training_record
 
-    started = time.time()
-    show_progress = show_progress and distributed.is_main_process()  # one bar, not one a rank
-    torch.set_num_threads(_default_threads())
-    reward = make_reward(settings)
-    model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
-    if hasattr(reward, "eos_token_id"):
-        reward.eos_token_id = tokenizer.eos_token_id
-    with tempfile.TemporaryDirectory(prefix="rlaif-grpo-") as work, warnings.catch_warnings():
-        # transformers 5 renames gradient_checkpointing; TRL still uses the old name
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*checkpointing")
-        args = GRPOConfig(
-            output_dir=work,
-            max_steps=settings.max_steps,
-            per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
-            num_generations=settings.num_generations,
-            max_completion_length=settings.max_completion_length,
-            learning_rate=settings.learning_rate,
-            beta=settings.beta,
-            temperature=settings.temperature,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            disable_tqdm=True,
-            seed=settings.seed,
-            bf16=use_bf16(),
-            gradient_checkpointing=False,
-            use_cpu=device() == "cpu",
-            **settings.extra,
-        )
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=[reward],
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            callbacks=[trainer_progress_callback("grpo", settings.max_steps, show_progress)],
-        )
-        trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
-        trainer.train()
-        steps = _history(trainer.state.log_history)
     losses = [s["loss"] for s in steps if s["loss"] is not None]
     rewards = [s["reward"] for s in steps if s["reward"] is not None]
-    info = {
+    return {
         "method": "grpo",
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-        },
+        "settings": settings_record(settings),
         "steps": steps,
         "final_loss": losses[-1] if losses else None,
         "losses_finite": all(math.isfinite(x) for x in losses),
@@ -269,15 +231,44 @@ def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
             args.per_device_train_batch_size, args.gradient_accumulation_steps
         ),
     }
-    if distributed.is_main_process():
-        save_policy(
-            trainer.model,
-            tokenizer,
-            settings.out,
-            extra={
-                "train.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n",
-                "training_curves.png": training_curves_png(info),
-            },
+
+
+def train_grpo(settings: GRPOSettings, *, show_progress: bool = True) -> dict:
+    """Train a policy with GRPO; save it to ``settings.out``; return what ``train.json`` holds.
+
+    Under a launcher every process samples and trains on its share of each step's prompts;
+    only the main one saves (:mod:`rlaif.train.distributed`).
+    """
+    dataset = _check_inputs(settings)
+    import torch
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
+    from rlaif.backends.llamacpp import _default_threads
+    from rlaif.train import distributed
+    from rlaif.train.models import load_model_and_tokenizer, save_trained
+    from rlaif.train.progress import trainer_progress_callback
+
+    started = time.time()
+    show_progress = show_progress and distributed.is_main_process()  # one bar, not one a rank
+    torch.set_num_threads(_default_threads())
+    reward = make_reward(settings)
+    model, tokenizer = load_model_and_tokenizer(settings.model, lora=settings.lora)
+    if hasattr(reward, "eos_token_id"):
+        reward.eos_token_id = tokenizer.eos_token_id
+    with tempfile.TemporaryDirectory(prefix="rlaif-grpo-") as work, quiet_checkpointing_warning():
+        args = _grpo_args(settings, work)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[trainer_progress_callback("grpo", settings.max_steps, show_progress)],
         )
-    distributed.wait_for_everyone()
+        trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
+        trainer.train()
+        steps = _history(trainer.state.log_history)
+    info = _info(settings, dataset, steps, args, started)
+    save_trained(trainer.model, tokenizer, settings.out, info, ensure_ascii=False)
     return info

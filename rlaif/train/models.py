@@ -1,11 +1,15 @@
 """Models for training: load a checkpoint with its tokenizer, add LoRA adapters, save a policy.
 
+A trainer saves its result with :func:`save_trained`: the policy, ``train.json`` and the
+training curves, written by the main process alone under a launcher.
+
 Where checkpoints come from (the embedded model converted once, or a local directory) is
 :mod:`rlaif.backends.checkpoints`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -109,3 +113,23 @@ def save_policy(model, tokenizer, out: Path, extra: dict[str, str | bytes] | Non
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def save_trained(model, tokenizer, out: Path, info: dict, *, ensure_ascii: bool = True) -> None:
+    """Save a trained model with ``train.json`` (``info``) and its training-curve PNG.
+
+    Under a launcher only the main process writes (:mod:`rlaif.train.distributed`) and every
+    process waits for it, so none returns before the checkpoint is complete.
+    ``ensure_ascii=False`` writes non-ASCII text in ``train.json`` as it is, not escaped.
+    """
+    from rlaif.train import distributed
+    from rlaif.train.curves import training_curves_png
+    from rlaif.train.provenance import TRAIN_JSON
+
+    if distributed.is_main_process():
+        extra = {
+            TRAIN_JSON: json.dumps(info, indent=2, ensure_ascii=ensure_ascii) + "\n",
+            "training_curves.png": training_curves_png(info),
+        }
+        save_policy(model, tokenizer, out, extra=extra)
+    distributed.wait_for_everyone()

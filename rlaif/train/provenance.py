@@ -11,6 +11,7 @@ started from. Nothing here needs torch.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from rlaif.train.data import prompt_key
@@ -89,3 +90,8 @@ def training_record(prompts: list, start_model: str) -> list[str]:
     keys = {prompt_key(p) for p in prompts}
     keys |= trained_prompt_keys(start_model) or set()
     return sorted(keys)
+
+
+def settings_record(settings: object) -> dict:
+    """A trainer's settings (a dataclass) as ``train.json`` records them: paths as strings."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}

@@ -18,8 +18,8 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 from rlaif.errors import InputError
 from rlaif.train.data import PreferencePair, hard_target, read_preferences, split_pairs
@@ -174,15 +174,20 @@ def evaluate_pairs(
     }
 
 
+def _split(settings: RewardSettings, pairs: list[PreferencePair]):
+    """(train, held-out) pairs; InputError if the held-out split leaves none to train on."""
+    train, held = split_pairs(pairs, settings.held_out, settings.seed)
+    if not train:
+        raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
+    return train, held
+
+
 def reward_example(settings: RewardSettings) -> str:
     """The first training pair exactly as the reward model reads it, decoded from its token ids."""
     from rlaif.backends.checkpoints import load_tokenizer, resolve_checkpoint
     from rlaif.train.example import pair_example
 
-    pairs = read_preferences(settings.data)
-    train, _ = split_pairs(pairs, settings.held_out, settings.seed)
-    if not train:
-        raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
+    train, _ = _split(settings, read_preferences(settings.data))
     first = train[0]
     tokenizer = load_tokenizer(resolve_checkpoint(settings.model))
     tokenizer.truncation_side = "left"  # as RewardModel.load sets it
@@ -201,6 +206,138 @@ def reward_example(settings: RewardSettings) -> str:
     return pair_example(tokenizer, header, rows)
 
 
+@dataclass
+class _Training:
+    """A reward model ready to train: under a launcher, this process's part of a DDP run."""
+
+    accelerator: Any
+    rm: RewardModel
+    #: the model as the accelerator prepared it (wrapped in DDP under a launcher)
+    wrapped: Any
+    #: the same model unwrapped, for the held-out metrics and the saving
+    plain: Any
+    optimizer: Any
+
+
+def _prepare(settings: RewardSettings) -> _Training:
+    """A fresh reward model on the base model, its optimizer, both prepared by accelerate."""
+    import torch
+    from accelerate import Accelerator
+
+    from rlaif.backends.accelerator import device
+    from rlaif.train.models import add_lora
+
+    # one process, or each of a launch's (accelerate launch: DDP, the launcher's device)
+    accelerator = Accelerator(cpu=device() == "cpu")
+    torch.manual_seed(settings.seed)
+    rm = RewardModel.load(settings.model, num_labels_new=True, max_length=settings.max_length)
+    if settings.lora:
+        rm.model = add_lora(rm.model, task_type="SEQ_CLS")
+    optimizer = torch.optim.AdamW(
+        [p for p in rm.model.parameters() if p.requires_grad], lr=settings.learning_rate
+    )
+    # float32 weights on the process's device; the forward passes autocast to bf16 on a GPU
+    wrapped, optimizer = accelerator.prepare(rm.model, optimizer)
+    return _Training(accelerator, rm, wrapped, accelerator.unwrap_model(wrapped), optimizer)
+
+
+def _batches(
+    train: list[PreferencePair], settings: RewardSettings, world: int, index: int, total: int
+):
+    """This process's batch for each of ``total`` steps.
+
+    Every process draws the same global batch of batch_size x processes pairs (same seed) and
+    trains on its own slice of it; DDP averages the gradients, so a step is the one a single
+    process would take on the whole global batch.
+    """
+    global_batch = settings.batch_size * world
+    rng = random.Random(settings.seed)
+    order: list[PreferencePair] = []
+    for _ in range(total):
+        if len(order) < global_batch:
+            epoch = list(train)
+            rng.shuffle(epoch)
+            order += epoch
+        yield order[index * settings.batch_size : (index + 1) * settings.batch_size]
+        order = order[global_batch:]
+
+
+def _step(t: _Training, batch: list[PreferencePair], hard_labels: bool):
+    """One optimizer step on this process's batch: (loss, accuracy) of the whole global batch.
+
+    The accuracy is the share of the global batch's decided pairs (p_chosen != 0.5) that the
+    reward ranks as the label does; None when no pair is decided.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from rlaif.backends.accelerator import autocast
+
+    target = torch.tensor(
+        [hard_target(p.p_chosen) if hard_labels else p.p_chosen for p in batch],
+        dtype=torch.float32,
+        device=t.accelerator.device,
+    )
+    with autocast():
+        logits = pair_logits(t.rm, batch)
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+    # the whole global batch's logits and targets, for the logged loss and accuracy
+    all_logits, all_target = t.accelerator.gather((logits.detach().float(), target))
+    decided = all_target != 0.5
+    accuracy = (
+        ((all_logits > 0) == (all_target > 0.5))[decided].float().mean().item()
+        if bool(decided.any())
+        else None
+    )
+    t.optimizer.zero_grad()
+    t.accelerator.backward(loss)
+    t.accelerator.clip_grad_norm_(t.wrapped.parameters(), 1.0)
+    t.optimizer.step()
+    return t.accelerator.reduce(loss.detach(), reduction="mean").item(), accuracy
+
+
+def _optimize(t: _Training, settings: RewardSettings, train: list[PreferencePair], progress):
+    """Train on the pairs: (losses, accuracies, the loop's seconds and tokens), one a step."""
+    import torch
+
+    world, index = t.accelerator.num_processes, t.accelerator.process_index
+    steps_per_epoch = math.ceil(len(train) / (settings.batch_size * world))
+    # --max-steps overrides the epochs (as in transformers' Trainer)
+    total = settings.max_steps or steps_per_epoch * settings.epochs
+    losses: list[float] = []
+    accuracies: list[float | None] = []
+    task = progress.add_task("reward", total=total, info="")
+    t.rm.model = t.wrapped
+    t.rm.model.train()
+    loop_started, tokens_before = time.perf_counter(), t.rm.tokens_seen
+    cpu_started = time.process_time()
+    for batch in _batches(train, settings, world, index, total):
+        loss, accuracy = _step(t, batch, settings.hard_labels)
+        accuracies.append(accuracy)
+        losses.append(loss)
+        progress.update(task, advance=1, info=f"loss {loss:.4f}")
+    loop = {
+        # the optimizer steps alone (no evaluation) and the tokens they read
+        "train_loop_seconds": time.perf_counter() - loop_started,
+        "train_loop_cpu_seconds": time.process_time() - cpu_started,
+    }
+    tokens = torch.tensor(t.rm.tokens_seen - tokens_before, device=t.accelerator.device)
+    loop["train_tokens"] = int(t.accelerator.reduce(tokens, reduction="sum").item())
+    t.rm.model = t.plain
+    return losses, accuracies, loop
+
+
+def _held_out_metrics(rm: RewardModel, held: list[PreferencePair], progress, main: bool):
+    """The held-out metrics of the model as it is now; None except on the main process."""
+    from rlaif.backends.accelerator import autocast
+
+    rm.model.eval()
+    if not main:  # the held-out metrics are the main process's to report
+        return None
+    with autocast():
+        return evaluate_pairs(rm, held, progress=progress)
+
+
 def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dict:
     """Train a reward model on ``settings.data``; save it to ``settings.out``; return the info.
 
@@ -213,103 +350,27 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
     model and returns them (the others' ``held_out`` is None).
     """
     import torch
-    import torch.nn.functional as F
-    from accelerate import Accelerator
 
-    from rlaif.backends.accelerator import autocast, device
     from rlaif.backends.llamacpp import _default_threads
     from rlaif.train import distributed
-    from rlaif.train.curves import training_curves_png
-    from rlaif.train.models import add_lora, check_out_dir, save_policy
+    from rlaif.train.models import check_out_dir, save_trained
     from rlaif.train.progress import training_progress
-    from rlaif.train.provenance import training_record
+    from rlaif.train.provenance import settings_record, training_record
 
     check_out_dir(settings.out)
     pairs = read_preferences(settings.data)
-    train, held = split_pairs(pairs, settings.held_out, settings.seed)
-    if not train:
-        raise InputError(f"{settings.data}: no pairs left to train on after the held-out split")
+    train, held = _split(settings, pairs)
     torch.set_num_threads(_default_threads())
-    # one process, or each of a launch's (accelerate launch: DDP, the launcher's device)
-    accelerator = Accelerator(cpu=device() == "cpu")
+    t = _prepare(settings)
     main = distributed.is_main_process()
-    show_progress = show_progress and main
-    torch.manual_seed(settings.seed)
-    rm = RewardModel.load(settings.model, num_labels_new=True, max_length=settings.max_length)
-    if settings.lora:
-        rm.model = add_lora(rm.model, task_type="SEQ_CLS")
-    optimizer = torch.optim.AdamW(
-        [p for p in rm.model.parameters() if p.requires_grad], lr=settings.learning_rate
-    )
-    # float32 weights on the process's device; the forward passes autocast to bf16 on a GPU
-    wrapped, optimizer = accelerator.prepare(rm.model, optimizer)
-    plain = accelerator.unwrap_model(wrapped)
-    world, index = accelerator.num_processes, accelerator.process_index
-    # every process draws the same global batch of batch_size x processes pairs (same seed)
-    # and trains on its own slice of it; DDP averages the gradients, so a step is the one a
-    # single process would take on the whole global batch
-    global_batch = settings.batch_size * world
-    steps_per_epoch = math.ceil(len(train) / global_batch)
-    # --max-steps overrides the epochs (as in transformers' Trainer)
-    total = settings.max_steps or steps_per_epoch * settings.epochs
-    rng = random.Random(settings.seed)
-    losses: list[float] = []
-    # the share of the batch's decided pairs (p_chosen != 0.5) the reward ranks as the label
-    accuracies: list[float | None] = []
     started = time.perf_counter()
-    before = after = None
-    with training_progress(show_progress) as progress:
-        rm.model.eval()
-        if main:  # the held-out metrics are the main process's to report
-            with autocast():
-                before = evaluate_pairs(rm, held, progress=progress)
-        task = progress.add_task("reward", total=total, info="")
-        rm.model = wrapped
-        rm.model.train()
-        loop_started, tokens_before = time.perf_counter(), rm.tokens_seen
-        cpu_started = time.process_time()
-        order: list[PreferencePair] = []
-        for _ in range(total):
-            if len(order) < global_batch:
-                epoch = list(train)
-                rng.shuffle(epoch)
-                order += epoch
-            batch = order[index * settings.batch_size : (index + 1) * settings.batch_size]
-            order = order[global_batch:]
-            target = torch.tensor(
-                [hard_target(p.p_chosen) if settings.hard_labels else p.p_chosen for p in batch],
-                dtype=torch.float32,
-                device=accelerator.device,
-            )
-            with autocast():
-                logits = pair_logits(rm, batch)
-                loss = F.binary_cross_entropy_with_logits(logits, target)
-            # the whole global batch's logits and targets, for the logged loss and accuracy
-            all_logits, all_target = accelerator.gather((logits.detach().float(), target))
-            decided = all_target != 0.5
-            accuracies.append(
-                ((all_logits > 0) == (all_target > 0.5))[decided].float().mean().item()
-                if bool(decided.any())
-                else None
-            )
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(wrapped.parameters(), 1.0)
-            optimizer.step()
-            losses.append(accelerator.reduce(loss.detach(), reduction="mean").item())
-            progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}")
-        loop_seconds = time.perf_counter() - loop_started
-        loop_cpu_seconds = time.process_time() - cpu_started
-        tokens = torch.tensor(rm.tokens_seen - tokens_before, device=accelerator.device)
-        train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
-        rm.model = plain
-        rm.model.eval()
-        if main:
-            with autocast():
-                after = evaluate_pairs(rm, held, progress=progress)
+    with training_progress(show_progress and main) as progress:
+        before = _held_out_metrics(t.rm, held, progress, main)
+        losses, accuracies, loop = _optimize(t, settings, train, progress)
+        after = _held_out_metrics(t.rm, held, progress, main)
     info = {
         "method": "reward",
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "settings": settings_record(settings),
         "pairs": {"total": len(pairs), "train": len(train), "held_out": len(held)},
         "steps": len(losses),
         "losses": losses,
@@ -318,18 +379,9 @@ def train_reward(settings: RewardSettings, *, show_progress: bool = True) -> dic
         "held_out_before": before,
         "held_out": after,
         "train_seconds": time.perf_counter() - started,
-        # the optimizer steps alone (no evaluation) and the tokens they read
-        "train_loop_seconds": loop_seconds,
-        "train_loop_cpu_seconds": loop_cpu_seconds,
-        "train_tokens": train_tokens,
+        **loop,
         "train_prompts": training_record([p.prompt for p in train], settings.model),
         **distributed.batch_record(settings.batch_size),
     }
-    if main:
-        extra = {
-            "train.json": json.dumps(info, indent=2) + "\n",
-            "training_curves.png": training_curves_png(info),
-        }
-        save_policy(rm.model, rm.tokenizer, settings.out, extra=extra)
-    distributed.wait_for_everyone()
+    save_trained(t.rm.model, t.rm.tokenizer, settings.out, info)
     return info
