@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlaif.errors import RemoteJudgeError
-from rlaif.rules import completion_text
+from rlaif.rules import completion_text, cut_at_limit
 
 #: environment variable read for the token when none is passed
 TOKEN_ENV = "RLAIF_SERVE_TOKEN"
@@ -90,17 +90,7 @@ class RemoteReward:
     def truncated(self, completion_ids: object, n: int) -> list[bool | None]:
         """Whether each of ``n`` completions (its token ids, as TRL passes them) was cut at the
         limit; all None (unknown) without ``max_completion_length`` or ids for each."""
-        if (
-            self.max_completion_length is None
-            or not isinstance(completion_ids, Sequence)
-            or len(completion_ids) != n
-        ):
-            return [None] * n
-        return [
-            len(ids) >= self.max_completion_length
-            and (self.eos_token_id is None or not ids or ids[-1] != self.eos_token_id)
-            for ids in completion_ids
-        ]
+        return cut_at_limit(completion_ids, n, self.max_completion_length, self.eos_token_id)
 
     def __call__(
         self, prompts: Sequence[object], completions: Sequence[object], **kwargs: object

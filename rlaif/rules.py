@@ -374,6 +374,25 @@ def validate_scores(
     return out
 
 
+def cut_at_limit(
+    completion_ids: object, n: int, max_completion_length: int | None, eos_token_id: int | None
+) -> list[bool | None]:
+    """Whether each of ``n`` completions was cut at the token limit, from its token ids as TRL
+    passes them (``completion_ids``): it holds ``max_completion_length`` tokens and does not end
+    with ``eos_token_id``. All None (unknown) without a limit or without one id list each."""
+    if (
+        max_completion_length is None
+        or not isinstance(completion_ids, Sequence)
+        or len(completion_ids) != n
+    ):
+        return [None] * n
+    return [
+        len(ids) >= max_completion_length
+        and (eos_token_id is None or not ids or ids[-1] != eos_token_id)
+        for ids in completion_ids
+    ]
+
+
 class TrainingReward:
     """A scoring function handed to TRL's GRPOTrainer: every keyword TRL passes goes through,
     and its output is checked (None allowed: TRL leaves that record out).
@@ -397,13 +416,9 @@ class TrainingReward:
 
     def truncated(self, completion_ids: Sequence[Sequence[int]]) -> list[bool | None]:
         """Whether each completion (its token ids, as TRL passes them) was cut at the limit."""
-        if self.max_completion_length is None:
-            return [None] * len(completion_ids)
-        return [
-            len(ids) >= self.max_completion_length
-            and (self.eos_token_id is None or not ids or ids[-1] != self.eos_token_id)
-            for ids in completion_ids
-        ]
+        return cut_at_limit(
+            completion_ids, len(completion_ids), self.max_completion_length, self.eos_token_id
+        )
 
     def __call__(self, prompts: list, completions: list, **kwargs: object) -> list[float | None]:
         """One reward per completion, as TRL calls a reward function."""

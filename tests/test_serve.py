@@ -552,7 +552,11 @@ def test_trl_client_in_a_two_step_grpo_run(tmp_path):
             max_completion_length=8,
             learning_rate=1e-2,
         )
-        assert make_reward(settings).__name__ == "remote_judge"
+        served = make_reward(settings)
+        assert served.__name__ == "remote_judge"
+        # the trainer's limit goes to the client, so a cut-off completion is flagged to the server
+        assert served.max_completion_length == 8
+        assert served.truncated([[5] * 8, [5, 6]], 2) == [True, False]
         info = train_grpo(settings, show_progress=False)
         counted = metrics(server)
     assert len(info["steps"]) == 2

@@ -105,7 +105,11 @@ def make_reward(settings: GRPOSettings):
 
         group = settings.judge_mode == "group"
         if is_url(settings.judge):  # a served judge (rlaif serve); failed items come back None
-            return remote_reward(settings.judge, group=group)
+            return remote_reward(
+                settings.judge,
+                group=group,
+                max_completion_length=settings.max_completion_length,
+            )
         if group:
             return GroupJudgeReward(
                 settings.judge,

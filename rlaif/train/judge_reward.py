@@ -29,6 +29,7 @@ from pathlib import Path
 
 from rlaif.backends.base import Backend, ChoiceScores
 from rlaif.constitution import Constitution, Principle
+from rlaif.rules import cut_at_limit
 from rlaif.templates import JUDGE_SYSTEM, block
 
 #: the score tokens, each a single token for SmolLM2's tokenizer
@@ -188,13 +189,7 @@ class GroupJudgeReward:
         self.eos_token_id: int | None = None
 
     def _truncated(self, ids: object, n: int) -> list[bool | None]:
-        if self.max_completion_length is None or not isinstance(ids, list) or len(ids) != n:
-            return [None] * n
-        return [
-            len(x) >= self.max_completion_length
-            and (self.eos_token_id is None or not x or x[-1] != self.eos_token_id)
-            for x in ids
-        ]
+        return cut_at_limit(ids, n, self.max_completion_length, self.eos_token_id)
 
     def __call__(
         self, prompts: Sequence[str | list], completions: Sequence[str | list], **kwargs: object
