@@ -51,6 +51,7 @@ class Arm:
 
     @property
     def backend(self) -> LlamaCppBackend:
+        """This arm's model, with its evaluated and reused token counts."""
         return self.judge.backend
 
     def label(self, pairs: list[tuple[str, str, str]]) -> None:
