@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from rlaif import templates
-from rlaif.backends.base import Backend, ChoiceScores
+from rlaif.backends.base import Backend, ChoiceScores, Messages
 from rlaif.constitution import Constitution, Principle
 from rlaif.rules import (
     DEFAULT_TEMPERATURE,
@@ -336,24 +336,72 @@ class Judge(PairJudge):
         the principle's check.
         """
         principle = principle or self.principle_for_pair(prompt, a, b)
-        if principle.id in self.checks:
-            decided = check_preference(
-                self.checks[principle.id],
-                prompt,
-                a,
-                b,
-                principle,
-                self.constitution,
-                self.mode,
-                truncated=truncated,
-            )
-            if decided is not None:
-                return decided
+        decided = self._checked(prompt, a, b, principle, truncated)
+        if decided is not None:
+            return decided
         if self.mode == "pointwise":
             return self._pointwise(prompt, a, b, principle)
         orders = [self._ask(prompt, a, b, principle)]
         if self.both_orders:
             orders.append(self._ask(prompt, b, a, principle))
+        return self._pairwise(principle, orders)
+
+    def compare_many(self, items: Sequence[tuple]) -> list[Preference]:
+        """The preferences of several ``(prompt, a, b, truncated)``, in order: each equal to
+        :meth:`compare` of that item, asked with the judge calls in a planned order.
+
+        In pairwise mode without chain-of-thought every question of every item is built
+        first, then put to the backend in the order it plans for reuse
+        (:meth:`rlaif.backends.base.Backend.reuse_order`: a llama.cpp model evaluates a prefix
+        shared by consecutive questions once), and the answers are assembled per item. A
+        backend's answer depends on the question alone, so the preferences are those of
+        asking item by item. Other modes ask item by item.
+        """
+        if self.mode != "pairwise" or self.cot:
+            return [self.compare(p, a, b, truncated=t) for p, a, b, t in items]
+        plans: list[tuple[Principle, Preference | None]] = []
+        questions: list[Messages] = []
+        for prompt, a, b, truncated in items:
+            principle = self.principle_for_pair(prompt, a, b)
+            decided = self._checked(prompt, a, b, principle, truncated)
+            plans.append((principle, decided))
+            if decided is None:
+                questions.append(templates.compare_messages(prompt, a, b, principle))
+                if self.both_orders:
+                    questions.append(templates.compare_messages(prompt, b, a, principle))
+        answers: list[ChoiceScores | None] = [None] * len(questions)
+        for i in self.backend.reuse_order(questions):
+            answers[i] = self.backend.choice_logprobs(questions[i], templates.CHOICES)
+        read = iter(answers)
+        out = []
+        for principle, decided in plans:
+            if decided is None:
+                n_orders = 2 if self.both_orders else 1
+                decided = self._pairwise(
+                    principle, [self._read(next(read)) for _ in range(n_orders)]
+                )
+            out.append(decided)
+        return out
+
+    def _checked(
+        self, prompt: str, a: str, b: str, principle: Principle, truncated: Truncated
+    ) -> Preference | None:
+        """The preference the principle's check decides, or None (no check, or a tie)."""
+        if principle.id not in self.checks:
+            return None
+        return check_preference(
+            self.checks[principle.id],
+            prompt,
+            a,
+            b,
+            principle,
+            self.constitution,
+            self.mode,
+            truncated=truncated,
+        )
+
+    def _pairwise(self, principle: Principle, orders: list[OrderResult]) -> Preference:
+        """The preference from a pair's answers: A shown first, then B shown first if asked."""
         fields = dict(
             principle_id=principle.id,
             constitution_hash=self.constitution.hash,
@@ -384,15 +432,18 @@ class Judge(PairJudge):
             messages = templates.cot_verdict_messages(reasoning, rationale)
         else:
             messages = templates.compare_messages(prompt, first, second, principle)
-        scores = self.backend.choice_logprobs(messages, templates.CHOICES)
-        p = probability_from_scores(scores, templates.CHOICES)
-        if p is not None and self.clamp is not None:
-            p = min(max(p, self.clamp[0]), self.clamp[1])
-        result = OrderResult.read(scores, p, rationale=rationale)
+        result = self._read(self.backend.choice_logprobs(messages, templates.CHOICES), rationale)
         # the rationale's generation is part of what this question cost
         result.prompt_tokens += prompt_tokens
         result.completion_tokens += completion_tokens
         return result
+
+    def _read(self, scores: ChoiceScores, rationale: str = "") -> OrderResult:
+        """One order's answer: p("A") read from the judge's scores, clamped if set."""
+        p = probability_from_scores(scores, templates.CHOICES)
+        if p is not None and self.clamp is not None:
+            p = min(max(p, self.clamp[0]), self.clamp[1])
+        return OrderResult.read(scores, p, rationale=rationale)
 
     def score(
         self, prompt: str, response: str, principle: Principle, *, truncated: bool | None = None

@@ -92,6 +92,12 @@ class Backend(ABC):
     def choice_logprobs(self, messages: Messages, choices: Sequence[str]) -> ChoiceScores:
         """Log-probabilities of each candidate being the reply's first token."""
 
+    def reuse_order(self, questions: Sequence[Messages]) -> list[int]:
+        """The order in which to score ``questions`` (indices into it) so that consecutive
+        calls share what the backend can reuse; a backend that keeps the prefix of its last
+        call (llama.cpp) overrides this. The default keeps the given order."""
+        return list(range(len(questions)))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (model weights, connections)."""
 

@@ -43,7 +43,9 @@ class CachedBackend(Backend):
         #: tokens of every result returned, stored or fresh: what the run's data cost to make
         self.prompt_tokens_total = 0
         self.completion_tokens_total = 0
-        #: prompt tokens the model took from its KV cache in this process (fresh calls only)
+        #: prompt tokens of the choice scores the model made in this process (stored results
+        #: cost nothing) that it evaluated, and that it took from its KV cache
+        self.evaluated_tokens = 0
         self.reused_tokens = 0
         if seen_limit is not None and seen_limit < 1:
             raise ValueError(f"seen_limit must be >= 1 or None, not {seen_limit}")
@@ -135,13 +137,18 @@ class CachedBackend(Backend):
             self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=True)
             return scores
         scores = self.inner.choice_logprobs(messages, choices)
+        with self._lock:
+            self.evaluated_tokens += scores.prompt_tokens - scores.cached_tokens
+            self.reused_tokens += scores.cached_tokens
         stored, fresh = self._put(key, "choice_logprobs", asdict(scores))
         if not fresh:
             scores = ChoiceScores(**{**stored, "cached_tokens": 0})
         self._count(key, scores.prompt_tokens, scores.completion_tokens, cached=not fresh)
-        with self._lock:
-            self.reused_tokens += scores.cached_tokens
         return scores
+
+    def reuse_order(self, questions: Sequence[Messages]) -> list[int]:
+        """The wrapped backend's order for reuse."""
+        return self.inner.reuse_order(questions)
 
     def close(self) -> None:
         """Close the wrapped backend."""

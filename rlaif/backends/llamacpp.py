@@ -3,7 +3,8 @@
 Choice log-probabilities need one forward pass and the logits of the last position; nothing is
 generated. Prompts are tokenized with the model's own chat template (as llama-cpp-python's chat
 completions and its server do), and the KV cache keeps the longest common token prefix with the
-previous call, so both orders and all pairs of one prompt evaluate their shared prefix once.
+previous call, so questions that share a prefix evaluate it once when asked one after the other
+(``reuse_order`` plans that order).
 """
 
 from __future__ import annotations
@@ -276,6 +277,12 @@ class LlamaCppBackend(Backend):
         )
 
     # -- the KV cache -----------------------------------------------------------------------
+    def reuse_order(self, questions: Sequence[Messages]) -> list[int]:
+        """``questions`` sorted by their token ids: the order of a walk through their prefix
+        tree, in which each shared prefix is evaluated once (the cache holds one sequence)."""
+        tokens = [self.prompt_tokens(q) for q in questions]
+        return sorted(range(len(questions)), key=tokens.__getitem__)
+
     def _evaluate(self, tokens: list[int]) -> tuple[np.ndarray, int]:
         """Logits after ``tokens``, evaluating only what is not already in the KV cache.
 

@@ -4,7 +4,8 @@ Two executors run the stages of ``rlaif run`` (sample, revise, pair, label):
 
 - ``local``: a thread pool in this process (``--concurrency`` threads). Only models behind a
   server (``openai:``) are called from several threads; an in-process llama.cpp model takes one
-  call at a time, so its stages stay sequential.
+  call at a time, so its stages stay sequential, and its judge calls of one prompt are planned
+  together (``label_by_prompt``) so that the prefix they share is evaluated once.
 - ``ray`` (``ray_executor``): Ray actors, each holding its own policy and judge backends
   (``load_backend`` in the worker), so in-process models run in parallel too, one per worker.
   ``RAY_ADDRESS`` names an existing cluster; otherwise a local one is started for the run.
@@ -21,11 +22,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import groupby
 from typing import TypeVar
 
 from rlaif.backends import Backend, parse_model_spec
 from rlaif.backends.ratelimit import RequestPolicy
-from rlaif.compare import PairJudge, Preference
+from rlaif.compare import Judge, PairJudge, Preference
 from rlaif.rules import UNKNOWN
 
 T = TypeVar("T")
@@ -89,6 +91,18 @@ def label(judge: PairJudge, pair: tuple) -> Preference:
     ``truncated`` says whether ``a`` / ``b`` was cut at the token limit (None: unknown)."""
     prompt, a, b, *rest = pair
     return judge.compare(prompt, a, b, truncated=rest[0] if rest else UNKNOWN)
+
+
+def label_by_prompt(judge: PairJudge, pairs: Iterable[tuple]) -> Iterator[Preference]:
+    """:func:`label` of each pair, in order, on one thread, the judge calls of each prompt's
+    consecutive pairs planned together (:meth:`rlaif.compare.Judge.compare_many`) so that an
+    in-process model evaluates what they share once; the same preferences as pair by pair."""
+    for _, group in groupby(pairs, key=lambda pair: pair[0]):
+        items = [(prompt, a, b, rest[0] if rest else UNKNOWN) for prompt, a, b, *rest in group]
+        if isinstance(judge, Judge):
+            yield from judge.compare_many(items)
+        else:
+            yield from (label(judge, item) for item in items)
 
 
 def compare_pairs(

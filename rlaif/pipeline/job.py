@@ -388,6 +388,10 @@ def _run_info(
             "total": prompt_tokens + completion_tokens,
             "by_role": tokens,
             "kv_cache_reused_this_invocation": policy.reused_tokens + judge.reused_tokens,
+            "judge_choice_tokens_this_invocation": {
+                "evaluated": judge.evaluated_tokens,
+                "reused": judge.reused_tokens,
+            },
         },
         "price_per_million": {
             role: {"input": p.input, "output": p.output} for role, p in role_prices.items()

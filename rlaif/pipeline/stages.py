@@ -21,6 +21,7 @@ from rlaif.critique import Revision, revise_many
 from rlaif.pipeline.config import RunConfig
 from rlaif.pipeline.executor import (
     label,
+    label_by_prompt,
     ordered_map,
     stage_concurrency,
 )
@@ -213,6 +214,8 @@ class LocalStages:
             "label": (config.judge,),
         }[stage]
         threads = stage_concurrency(config.concurrency, *specs)
+        if stage == "label" and threads == 1:
+            return label_by_prompt(self.models.judge, items)
         group = group_fn(stage, self.models)
         if threads == 1 and config.batch_size > 1 and group is not None:
             # prompts whose responses fill one batch: batch_size sequences per group
