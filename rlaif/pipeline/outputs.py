@@ -54,8 +54,13 @@ def preference_record(
     pair_type: str,
     truncated: tuple[bool | None, bool | None] = (None, None),
     text_format: bool = False,
+    min_margin: float | None = None,
 ) -> tuple[str, dict]:
     """(file name, record) for one labelled pair; chosen is the side with p > 0.5.
+
+    The file: ``unreadable.jsonl`` for a reply that could not be read; with ``min_margin``,
+    ``low_margin.jsonl`` for a label under the margin (see :func:`is_low_margin`); otherwise
+    ``preferences.jsonl``.
 
     ``truncated`` says whether ``a`` and ``b`` were cut off at the token limit (None:
     unknown); records carry it as ``chosen_truncated`` / ``rejected_truncated`` (unreadable
@@ -110,7 +115,14 @@ def preference_record(
         "rejected_truncated": truncated[1] if a_wins else truncated[0],
         **base,
     }
+    if min_margin is not None and is_low_margin(record["p_chosen"], min_margin):
+        return "low_margin.jsonl", record
     return "preferences.jsonl", record
+
+
+def is_low_margin(p_chosen: float, min_margin: float) -> bool:
+    """A label too close to a coin to train on: ``|p - 0.5| < min_margin``, or exactly 0.5."""
+    return abs(p_chosen - 0.5) < min_margin or p_chosen == 0.5
 
 
 def _pointwise_scores(pref: Preference, names: tuple[str, str], *, a_first: bool) -> dict:
