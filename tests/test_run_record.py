@@ -101,3 +101,10 @@ def test_summary_rows_say_retries_and_the_budget():
     rows = dict(record.summary_rows())
     assert rows["retried requests"] == "3 (429: 1, timeout: 2)"
     assert rows["cost"] == "$0.100000 (spent in all $0.250000 of --max-cost $0.5)"
+
+
+def test_the_record_knows_every_field_the_main_job_writes():
+    record = RunRecord.from_json(_real())
+    nested = [getattr(record, f) for f in ("constitution", "tokens", "counts", "stats")]
+    for r in [record, *nested, record.requests]:
+        assert r._extra == {}, type(r).__name__  # so the outputs reference lists them all

@@ -102,99 +102,149 @@ def _describe(hint: Any) -> str:
     )
 
 
+def field_rows(record: type[JsonRecord] = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, JSON type, meaning) of every field of ``record`` (default: run.json's),
+    the fields of a nested record after their parent's."""
+    rows = []
+    hints = typing.get_type_hints(record or RunRecord)
+    for f in fields(record or RunRecord):
+        if f.name.startswith("_"):
+            continue
+        options = _options(hints[f.name])
+        nested = [o for o in options if isinstance(o, type) and issubclass(o, JsonRecord)]
+        # every field may be absent or null in an older run.json: the type says what it holds
+        kinds = [_describe(o).split(" ", 1)[-1] for o in options if o is not type(None)]
+        kind = " or ".join(kinds)
+        rows.append((prefix + f.name, kind, f.metadata.get("doc", "")))
+        if nested:
+            rows += field_rows(nested[0], f"{prefix}{f.name}.")
+    return rows
+
+
+def _options(hint: Any) -> tuple:
+    """The types a hint allows: the members of a union, or the hint itself."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
 def _show(value: object) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _doc(text: str) -> Any:
+    """A field that may be absent (None), with what it means (for the outputs reference)."""
+    return field(default=None, metadata={"doc": text})
 
 
 @dataclass(frozen=True)
 class Counts(JsonRecord):
     """Records per output file, and the prompts of the run."""
 
-    prompts: int | None = None
-    preferences: int | None = None
-    low_margin: int | None = None
-    unreadable: int | None = None
-    sft: int | None = None
-    revisions: int | None = None
+    prompts: int | None = _doc("prompts the run answered")
+    preferences: int | None = _doc("records of `preferences.jsonl`")
+    low_margin: int | None = _doc("records of `low_margin.jsonl`")
+    unreadable: int | None = _doc("records of `unreadable.jsonl`")
+    sft: int | None = _doc("records of `sft.jsonl`")
+    revisions: int | None = _doc("records of `revisions.jsonl`")
 
 
 @dataclass(frozen=True)
 class LabelStats(JsonRecord):
     """The labels' figures (None: not measured, e.g. position consistency of one order)."""
 
-    mean_margin: float | None = None
-    position_consistency_rate: float | None = None
-    unreadable: int | None = None
-    #: labels by who decided them: "rule" (a check, a rule judge) or "ai" (the judge model)
-    label_source: dict[str, int] | None = None
+    mean_margin: float | None = _doc(
+        "mean |p - 0.5| of the readable labels; null: none was readable"
+    )
+    position_consistency_rate: float | None = _doc(
+        "share of the pairs labelled in both orders that kept their winner; null: none was"
+    )
+    unreadable: int | None = _doc("labels whose judge reply could not be read")
+    label_source: dict[str, int] | None = _doc(
+        "labels by who decided them: `rule` (a check, a rule judge) and `ai` (the judge model)"
+    )
 
 
 @dataclass(frozen=True)
 class Tokens(JsonRecord):
     """Tokens read (prompt) and written (completion), in all and by role."""
 
-    prompt: int | None = None
-    completion: int | None = None
-    total: int | None = None
-    by_role: dict[str, dict[str, int]] | None = None
-    kv_cache_reused_this_invocation: int | None = None
+    prompt: int | None = _doc("tokens the models read")
+    completion: int | None = _doc("tokens the models wrote")
+    total: int | None = _doc("both")
+    by_role: dict[str, dict[str, int]] | None = _doc(
+        "`policy` and `judge`, each `{prompt, completion}`"
+    )
+    kv_cache_reused_this_invocation: int | None = _doc(
+        "prompt tokens a model took from its KV cache in this invocation (fresh calls only)"
+    )
 
 
 @dataclass(frozen=True)
 class BudgetSpent(JsonRecord):
     """The run's ``--max-cost`` and what it has spent of it."""
 
-    max_cost: float | None = None
-    spent_this_invocation: float | None = None
-    spent_in_all: float | None = None
+    max_cost: float | None = _doc("`--max-cost`, dollars")
+    spent_this_invocation: float | None = _doc("dollars spent by this invocation")
+    spent_in_all: float | None = _doc("dollars spent by every invocation of the run")
 
 
 @dataclass(frozen=True)
 class ConstitutionRef(JsonRecord):
     """Which constitution judged the run."""
 
-    name: str | None = None
-    source: str | None = None
-    hash: str | None = None
+    name: str | None = _doc("its name")
+    source: str | None = _doc("`default` or the file it was read from")
+    hash: str | None = _doc("hash of its principles (`constitution_hash` of every record)")
 
 
 @dataclass(frozen=True)
 class Requests(JsonRecord):
     """Where the stages ran and the requests retried, by reason."""
 
-    executor: str | None = None
-    retries: dict[str, int] | None = None
-    ray: dict[str, Any] | None = None
+    executor: str | None = _doc("`local` or `ray`")
+    retries: dict[str, int] | None = _doc("requests to servers retried, by reason")
+    ray: dict[str, Any] | None = _doc(
+        "with `--executor ray`: `workers`, `nodes`, `workers_lost`, `worker_busy_s`"
+    )
 
 
 @dataclass(frozen=True)
 class RunRecord(JsonRecord):
-    """``run.json`` of a finished run (see docs/reference/outputs.md for every field)."""
+    """``run.json`` of a finished run (docs/reference/outputs.md lists every field)."""
 
-    config: dict[str, Any] | None = None
-    prompts_file: str | None = None
-    prompts_sha256: str | None = None
-    constitution: ConstitutionRef | None = None
-    template_version: str | int | None = None
-    versions: dict[str, Any] | None = None
-    seed: int | None = None
-    model_calls: int | None = None
-    cached_calls: int | None = None
-    tokens: Tokens | None = None
-    price_per_million: dict[str, Any] | None = None
-    cost: float | None = None
-    judge_cost: float | None = None
-    budget: BudgetSpent | None = None
-    counts: Counts | None = None
-    labels: int | None = None
-    stats: LabelStats | None = None
-    truncated: dict[str, dict[str, int]] | None = None
-    warnings: list[str] | None = None
-    timings_s: dict[str, float] | None = None
-    requests: Requests | None = None
-    cost_per_label: float | None = None
-    judge_cost_per_label: float | None = None
+    config: dict[str, Any] | None = _doc("every setting of the run (`RunConfig`)")
+    prompts_file: str | None = _doc("the prompts file")
+    prompts_sha256: str | None = _doc("its sha256")
+    constitution: ConstitutionRef | None = _doc("the constitution")
+    template_version: str | int | None = _doc("version of the prompt templates")
+    versions: dict[str, Any] | None = _doc(
+        "versions of rlaif, Python, llama-cpp-python and openai (null: not installed)"
+    )
+    seed: int | None = _doc("seed of sampling and principle draws")
+    model_calls: int | None = _doc("calls that reached a model in this invocation")
+    cached_calls: int | None = _doc("distinct calls the run store answered")
+    tokens: Tokens | None = _doc("tokens of every call behind the data, fresh or from the store")
+    price_per_million: dict[str, Any] | None = _doc(
+        "prices used, dollars per million tokens: `policy` and `judge`, each `{input, output}`"
+    )
+    cost: float | None = _doc("dollars of those tokens at those prices")
+    judge_cost: float | None = _doc("the judge's share of `cost`")
+    budget: BudgetSpent | None = _doc("with `--max-cost`: the budget; null without")
+    counts: Counts | None = _doc("records written")
+    labels: int | None = _doc("pairs labelled")
+    stats: LabelStats | None = _doc("the labels' figures")
+    truncated: dict[str, dict[str, int]] | None = _doc(
+        "`responses` and `revisions`, each `{truncated, total, unknown}`: cut off at `--max-tokens`"
+    )
+    warnings: list[str] | None = _doc("one line per problem with the labels as a whole")
+    timings_s: dict[str, float] | None = _doc(
+        "seconds of `generate`, `revise`, `label` and the `total`"
+    )
+    requests: Requests | None = _doc("how the requests went")
+    cost_per_label: float | None = _doc("`cost` / `labels`; null without labels")
+    judge_cost_per_label: float | None = _doc("`judge_cost` / `labels`; null without labels")
 
     @classmethod
     def load(cls, directory: str | Path) -> RunRecord:
