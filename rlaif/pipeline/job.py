@@ -251,9 +251,14 @@ class _Models:
     servers: tuple
     retries_before: Counter
 
-    def retries_since_start(self) -> dict:
-        """Retried requests of this run, by reason."""
-        return dict(_retries(*self.servers) - self.retries_before)
+    def requests_info(self, executor: str, ray_summary: dict) -> dict:
+        """What run.json says of the requests: where they ran, and this run's retries by
+        reason."""
+        return {
+            "executor": executor,
+            "retries": dict(_retries(*self.servers) - self.retries_before),
+            **({"ray": ray_summary} if ray_summary else {}),
+        }
 
 
 def _load_models(
@@ -318,12 +323,11 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         info = _run_info(
             config, prompts, prompts_path, constitution, m.policy, m.critic, prices, budget
         )
-        info.update(job.outcome(), timings_s=timer.rounded())
-        info["requests"] = {
-            "executor": config.executor,
-            "retries": models.retries_since_start(),
-            **({"ray": ray_summary} if ray_summary else {}),
-        }
+        info.update(
+            job.outcome(),
+            timings_s=timer.rounded(),
+            requests=models.requests_info(config.executor, ray_summary),
+        )
         finish_cost_per_label(info)
         writer.publish(info)
     except (OSError, sqlite3.Error) as e:

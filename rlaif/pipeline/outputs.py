@@ -83,17 +83,7 @@ def preference_record(
     if pref.cot:
         base["rationales"] = pref.rationales
     if pref.p_a is None:
-        return "unreadable.jsonl", {
-            "prompt": record_prompt(prompt, text_format),
-            "response_a": completion(prompt, a, text_format),
-            "response_b": completion(prompt, b, text_format),
-            "response_a_truncated": truncated[0],
-            "response_b_truncated": truncated[1],
-            "p_a_order_ab": pref.p_a_order_ab,
-            "p_a_order_ba": pref.p_a_order_ba,
-            **_pointwise_scores(pref, ("p_yes_a", "p_yes_b"), a_first=True),
-            **base,
-        }
+        return "unreadable.jsonl", _unreadable(prompt, a, b, pref, truncated, text_format, base)
     a_wins = pref.p_a >= 0.5
     chosen, rejected = (a, b) if a_wins else (b, a)
 
@@ -123,6 +113,29 @@ def preference_record(
 def is_low_margin(p_chosen: float, min_margin: float) -> bool:
     """A label too close to a coin to train on: ``|p - 0.5| < min_margin``, or exactly 0.5."""
     return abs(p_chosen - 0.5) < min_margin or p_chosen == 0.5
+
+
+def _unreadable(
+    prompt: Prompt,
+    a: str,
+    b: str,
+    pref: Preference,
+    truncated: tuple,
+    text_format: bool,
+    base: dict,
+) -> dict:
+    """The record of a pair whose judge reply could not be read: both responses as shown."""
+    return {
+        "prompt": record_prompt(prompt, text_format),
+        "response_a": completion(prompt, a, text_format),
+        "response_b": completion(prompt, b, text_format),
+        "response_a_truncated": truncated[0],
+        "response_b_truncated": truncated[1],
+        "p_a_order_ab": pref.p_a_order_ab,
+        "p_a_order_ba": pref.p_a_order_ba,
+        **_pointwise_scores(pref, ("p_yes_a", "p_yes_b"), a_first=True),
+        **base,
+    }
 
 
 def _pointwise_scores(pref: Preference, names: tuple[str, str], *, a_first: bool) -> dict:
