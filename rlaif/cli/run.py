@@ -6,7 +6,6 @@ import click
 from rich.console import Console
 
 from rlaif.cli import options as opt
-from rlaif.stats import pct
 
 RUN = opt.Settings("rlaif.pipeline.config", "RunConfig")
 
@@ -125,68 +124,18 @@ def run(quiet, out, **options):
 def _print_run_summary(out, info: dict) -> None:
     from rich.table import Table
 
-    from rlaif.synth import truncation_summary
+    from rlaif.pipeline.record import RunRecord
 
-    stats = info["stats"]
-    counts = info["counts"]
+    record = RunRecord.from_json(info, f"{out}/run.json")
     table = Table(title=f"rlaif run: {out}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-
-    cost = info.get("cost_per_label")
-    rows = [
-        ("prompts", counts["prompts"]),
-        ("pairs labelled", info["labels"]),
-        (
-            "preferences / low margin / unreadable",
-            f"{counts['preferences']} / {counts['low_margin']} / {counts['unreadable']}",
-        ),
-        ("sft records (revisions)", counts["sft"]),
-        ("cut off at --max-tokens", truncation_summary(info.get("truncated"))),
-        ("mean |p - 0.5|", "-" if stats["mean_margin"] is None else f"{stats['mean_margin']:.3f}"),
-        ("decided by rule / AI", _source_summary(stats.get("label_source"))),
-        (
-            "position consistency",  # None: never asked in both orders (pointwise, one order)
-            "n/a"
-            if stats["position_consistency_rate"] is None
-            else pct(stats["position_consistency_rate"]),
-        ),
-        ("model calls / from store", f"{info['model_calls']} / {info['cached_calls']}"),
-        ("retried requests", _retry_summary(info.get("requests", {}).get("retries"))),
-        ("tokens", f"{info['tokens']['total']:,}"),
-        ("cost per label", "-" if cost is None else f"${cost:.6f}"),
-        ("cost", _cost_summary(info)),
-        ("time", f"{info['timings_s']['total']:.1f} s"),
-        ("files", f"{out}/preferences.jsonl, sft.jsonl, run.json"),
-    ]
-    for k, v in rows:
-        table.add_row(k, str(v))
+    for k, v in record.summary_rows():
+        table.add_row(k, v)
+    table.add_row("files", f"{out}/preferences.jsonl, sft.jsonl, run.json")
     Console().print(table)
-    for warning in info.get("warnings") or []:
+    for warning in record.warnings or []:
         click.echo(f"warning: {warning}")
-
-
-def _source_summary(sources: dict | None) -> str:
-    """Labels decided by a rule (a principle's check, a rule judge) and by the AI judge."""
-    if not sources:
-        return "-"
-    return f"{sources.get('rule', 0)} / {sources.get('ai', 0)}"
-
-
-def _retry_summary(retries: dict | None) -> str:
-    if not retries:
-        return "0"
-    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(retries.items()))
-    return f"{sum(retries.values())} ({detail})"
-
-
-def _cost_summary(info: dict) -> str:
-    budget = info.get("budget")
-    text = f"${info.get('cost', 0.0):.6f}"
-    if budget:
-        spent, cap = budget["spent_in_all"], budget["max_cost"]
-        text += f" (spent in all ${spent:.6f} of --max-cost ${cap:g})"
-    return text
 
 
 def _print_estimate(out, est: dict) -> None:

@@ -159,35 +159,9 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
                 )
                 for name in config.strategies
             }
-        by_strategy: dict[str, list[dict]] = {name: [] for name in strategies}
-        timings = {name: {"seconds": 0.0, "model_calls": 0} for name in strategies}
-        failures = dict.fromkeys(strategies, 0)
-        # Pair by pair, every strategy in turn: the judge's KV cache keeps the pair's shared
-        # prefix between strategies, and a run stopped early has the same pairs for all.
-        for done, pair in enumerate(gold.pairs, start=1):
-            for name, strategy in strategies.items():
-                calls_before, started = backend.model_calls, time.time()
-                pref, error = None, None
-                try:
-                    pref = strategy.label(pair.prompt, pair.a, pair.b)
-                    failures[name] = 0
-                except BackendError as e:
-                    # One pair the judge cannot take (too long for its context) is recorded
-                    # as unreadable with its reason; a judge that keeps failing stops the run.
-                    failures[name] += 1
-                    if failures[name] >= MAX_CONSECUTIVE_ERRORS:
-                        raise
-                    error = str(e)
-                timings[name]["seconds"] += time.time() - started
-                timings[name]["model_calls"] += backend.model_calls - calls_before
-                by_strategy[name].append(pair_record(name, pair, pref, error))
-            if on_progress:
-                on_progress(done, len(gold.pairs))
+        records, timings = _label_all(gold.pairs, strategies, backend, on_progress)
     finally:
         store.close()
-    records = [r for name in strategies for r in by_strategy[name]]
-    for t in timings.values():
-        t["seconds"] = round(t["seconds"], 3)
     write_jsonl_atomic(config.out / PAIRS_FILE, records)
     metrics = summarize(records, resamples=config.resamples, seed=config.seed)
     price_in, price_out = backend.price_per_million
@@ -202,30 +176,69 @@ def run_agreement(config: AgreementConfig, on_progress: ProgressFn | None = None
             / 1e6,
             8,
         )
-    info = {
+    info = _eval_info(config, gold, backend.model_id, constitution, list(strategies))
+    info["price_per_million"] = {"input": price_in, "output": price_out}
+    info["timings"] = timings
+    info["template_version"] = templates.TEMPLATE_VERSION
+    info["rlaif"] = __version__
+    write_json_atomic(config.out / EVAL_FILE, info)
+    write_json_atomic(config.out / METRICS_FILE, metrics)
+    return metrics
+
+
+def _label_all(
+    pairs: list[GoldPair], strategies: dict, backend, on_progress: ProgressFn | None
+) -> tuple[list[dict], dict[str, dict]]:
+    """Every pair labelled by every strategy: the ``pairs.jsonl`` records, strategy by
+    strategy, and each strategy's seconds and model calls."""
+    by_strategy: dict[str, list[dict]] = {name: [] for name in strategies}
+    timings = {name: {"seconds": 0.0, "model_calls": 0} for name in strategies}
+    failures = dict.fromkeys(strategies, 0)
+    # Pair by pair, every strategy in turn: the judge's KV cache keeps the pair's shared
+    # prefix between strategies, and a run stopped early has the same pairs for all.
+    for done, pair in enumerate(pairs, start=1):
+        for name, strategy in strategies.items():
+            calls_before, started = backend.model_calls, time.time()
+            pref, error = None, None
+            try:
+                pref = strategy.label(pair.prompt, pair.a, pair.b)
+                failures[name] = 0
+            except BackendError as e:
+                # One pair the judge cannot take (too long for its context) is recorded
+                # as unreadable with its reason; a judge that keeps failing stops the run.
+                failures[name] += 1
+                if failures[name] >= MAX_CONSECUTIVE_ERRORS:
+                    raise
+                error = str(e)
+            timings[name]["seconds"] += time.time() - started
+            timings[name]["model_calls"] += backend.model_calls - calls_before
+            by_strategy[name].append(pair_record(name, pair, pref, error))
+        if on_progress:
+            on_progress(done, len(pairs))
+    for t in timings.values():
+        t["seconds"] = round(t["seconds"], 3)
+    return [r for name in strategies for r in by_strategy[name]], timings
+
+
+def _eval_info(config: AgreementConfig, gold, judge: str, constitution, strategies) -> dict:
+    """What eval.json says of the evaluation's input and settings."""
+    return {
         "gold": str(config.gold),
         "format": gold.format,
         "pairs": len(gold.pairs),
         "skipped": gold.skipped,
-        "judge": backend.model_id,
+        "judge": judge,
         "constitution": {
             "source": constitution.source,
             "name": constitution.name,
             "hash": constitution.hash,
         },
-        "strategies": list(strategies),
+        "strategies": strategies,
         "options": asdict(config.options),
         "seed": config.seed,
         "limit": config.limit,
         "bootstrap": {"resamples": config.resamples, "seed": config.seed, "level": 0.95},
-        "price_per_million": {"input": price_in, "output": price_out},
-        "timings": timings,
-        "template_version": templates.TEMPLATE_VERSION,
-        "rlaif": __version__,
     }
-    write_json_atomic(config.out / EVAL_FILE, info)
-    write_json_atomic(config.out / METRICS_FILE, metrics)
-    return metrics
 
 
 def load_eval_dir(out: str | Path) -> tuple[dict, dict, list[dict]]:

@@ -65,101 +65,132 @@ def write_report(directory: str | Path) -> Path:
 
 # -- evaluation directory -------------------------------------------------------------------------
 def _eval_body(d: Path) -> str:
-    from rlaif.evaluate import plots
-
     metrics, info, records = load_eval_dir(d)
     if not metrics:
         raise InputError(f"{d}: metrics.json holds no strategy")
     names = list(metrics)
     entries = [metrics[n] for n in names]
-    parts = [
-        meta(
-            [
-                ("gold file", info.get("gold", "?")),
-                ("format", info.get("format", "?")),
-                ("judge", info.get("judge", "?")),
-                ("pairs", info.get("pairs", entries[0].get("n"))),
-                ("left out of the gold file", info.get("skipped") or "none"),
-                ("human ties (not scored)", entries[0].get("human_ties")),
-                ("constitution", (info.get("constitution") or {}).get("source", "?")),
-                ("seed", info.get("seed", "?")),
-                ("confidence intervals", _bootstrap_text(info.get("bootstrap") or {})),
-            ]
-        ),
-        f'<p class="note">{esc(verdict(metrics))}</p>',
-        "<h2>Strategies side by side</h2>",
-        _strategy_table(metrics),
-        f"<p>{esc(LEGEND)}</p>",
-        "<h2>Figures</h2>",
+    return "\n".join(
+        [
+            meta(_eval_setup_rows(info, entries[0])),
+            f'<p class="note">{esc(verdict(metrics))}</p>',
+            "<h2>Strategies side by side</h2>",
+            _strategy_table(metrics),
+            f"<p>{esc(LEGEND)}</p>",
+            "<h2>Figures</h2>",
+            _agreement_figure(names, entries),
+            _bias_and_reliability_figures(names, entries),
+            _confidence_figure(names, records),
+            _length_figure(names, entries),
+            _tokens_figure(names, entries),
+            _details(metrics),
+        ]
+    )
+
+
+def _eval_setup_rows(info: dict, first: dict) -> list[tuple[str, object]]:
+    """What the evaluation was: gold file, judge, pairs, constitution, seed, intervals."""
+    return [
+        ("gold file", info.get("gold", "?")),
+        ("format", info.get("format", "?")),
+        ("judge", info.get("judge", "?")),
+        ("pairs", info.get("pairs", first.get("n"))),
+        ("left out of the gold file", info.get("skipped") or "none"),
+        ("human ties (not scored)", first.get("human_ties")),
+        ("constitution", (info.get("constitution") or {}).get("source", "?")),
+        ("seed", info.get("seed", "?")),
+        ("confidence intervals", _bootstrap_text(info.get("bootstrap") or {})),
     ]
+
+
+def _interval_figure(names: list[str], entries: list[dict], key: str, caption: str, **kw) -> str:
+    """Each strategy's ``key`` with its 95% interval (``key_ci``) as horizontal bars."""
+    from rlaif.evaluate import plots
+
+    values = [e.get(key) for e in entries]
+    intervals = [e.get(f"{key}_ci") for e in entries]
+    return figure(plots.interval_bars(names, values, intervals, **kw), caption)
+
+
+def _agreement_figure(names: list[str], entries: list[dict]) -> str:
+    """Agreement with the humans by strategy, against chance and the annotators' own."""
     annot = entries[0].get("annotators") or {}
     chance = entries[0].get("chance") or {}
     human_line = None
     if annot.get("human_agreement") is not None:
         human_line = (annot["human_agreement"], "annotators with each other")
-    parts.append(
-        figure(
-            plots.interval_bars(
-                names,
-                [e.get("agreement") for e in entries],
-                [e.get("agreement_ci") for e in entries],
-                title="Agreement with the human label (95% CI)",
-                xlabel="agreement",
-                reference=chance.get("agreement"),
-                reference_label=f"chance: always {str(chance.get('answer', '?')).upper()}",
-                extra_line=human_line,
-            ),
-            "Agreement by strategy; the dashed line is chance, the agreement of the best "
-            "constant answer on these pairs. Which strategy is better is decided by the paired "
-            "tests below, not by whether these intervals overlap.",
-        )
+    return _interval_figure(
+        names,
+        entries,
+        "agreement",
+        "Agreement by strategy; the dashed line is chance, the agreement of the best "
+        "constant answer on these pairs. Which strategy is better is decided by the paired "
+        "tests below, not by whether these intervals overlap.",
+        title="Agreement with the human label (95% CI)",
+        xlabel="agreement",
+        reference=chance.get("agreement"),
+        reference_label=f"chance: always {str(chance.get('answer', '?')).upper()}",
+        extra_line=human_line,
     )
-    parts.append(
-        figure(
-            plots.position_bias(names, entries),
-            "Position bias: how often the judge answers with whatever is shown first, how often "
-            "it keeps its preference when the order is swapped, and how often the final label is "
-            "A (dotted: how often the humans said A).",
-        )
+
+
+def _bias_and_reliability_figures(names: list[str], entries: list[dict]) -> str:
+    """Position bias by strategy, and the reliability diagram of the soft labels."""
+    from rlaif.evaluate import plots
+
+    bias = figure(
+        plots.position_bias(names, entries),
+        "Position bias: how often the judge answers with whatever is shown first, how often "
+        "it keeps its preference when the order is swapped, and how often the final label is "
+        "A (dotted: how often the humans said A).",
     )
-    parts.append(
-        figure(
-            plots.reliability(names, [e.get("reliability") or [] for e in entries]),
-            "Reliability diagram of the soft labels (ECE in the table).",
-        )
+    reliability = figure(
+        plots.reliability(names, [e.get("reliability") or [] for e in entries]),
+        "Reliability diagram of the soft labels (ECE in the table).",
     )
+    return bias + "\n" + reliability
+
+
+def _confidence_figure(names: list[str], records: list[dict]) -> str:
+    """How far from a coin each strategy's labels are."""
+    from rlaif.evaluate import plots
+
     by_strategy: dict[str, list[float]] = {n: [] for n in names}
     for r in records:
         if r.get("p_a") is not None and r["strategy"] in by_strategy:
             by_strategy[r["strategy"]].append(abs(r["p_a"] - 0.5))
-    parts.append(
-        figure(
-            plots.histograms(
-                by_strategy,
-                title="Confidence |p - 0.5| of the labels",
-                xlabel="|p(A better) - 0.5|",
-                low=0.0,
-                high=0.5,
-            ),
-            "How far from a coin the labels are (0: undecided, 0.5: certain).",
-        )
+    return figure(
+        plots.histograms(
+            by_strategy,
+            title="Confidence |p - 0.5| of the labels",
+            xlabel="|p(A better) - 0.5|",
+            low=0.0,
+            high=0.5,
+        ),
+        "How far from a coin the labels are (0: undecided, 0.5: certain).",
     )
-    parts.append(
-        figure(
-            plots.interval_bars(
-                names,
-                [e.get("judge_prefers_longer") for e in entries],
-                [e.get("judge_prefers_longer_ci") for e in entries],
-                title="Length bias: how often the longer response is preferred",
-                xlabel="share preferring the longer response",
-                reference=None,
-                marks=[e.get("human_prefers_longer") for e in entries],
-                marks_label="humans, same pairs",
-            ),
-            "Length bias; the red mark on each bar is how often the humans preferred the longer "
-            "response on the same pairs (those the humans and the judge both decided).",
-        )
+
+
+def _length_figure(names: list[str], entries: list[dict]) -> str:
+    """How often each strategy prefers the longer response, against the humans."""
+    return _interval_figure(
+        names,
+        entries,
+        "judge_prefers_longer",
+        "Length bias; the red mark on each bar is how often the humans preferred the longer "
+        "response on the same pairs (those the humans and the judge both decided).",
+        title="Length bias: how often the longer response is preferred",
+        xlabel="share preferring the longer response",
+        reference=None,
+        marks=[e.get("human_prefers_longer") for e in entries],
+        marks_label="humans, same pairs",
     )
+
+
+def _tokens_figure(names: list[str], entries: list[dict]) -> str:
+    """Tokens per label by strategy, and what a label costs where it costs anything."""
+    from rlaif.evaluate import plots
+
     cost = [e.get("cost_per_label") or 0.0 for e in entries]
     cost_note = (
         ""
@@ -168,22 +199,18 @@ def _eval_body(d: Path) -> str:
         + ", ".join(f"{n} ${c:.6f}" for n, c in zip(names, cost, strict=True))
         + ")"
     )
-    parts.append(
-        figure(
-            plots.stacked_bars(
-                names,
-                {
-                    "prompt tokens": [e.get("prompt_tokens_per_label") for e in entries],
-                    "generated tokens": [e.get("completion_tokens_per_label") for e in entries],
-                },
-                title="Tokens per label",
-                ylabel="tokens",
-            ),
-            "What a label costs: tokens the judge reads and writes per pair" + cost_note + ".",
-        )
+    return figure(
+        plots.stacked_bars(
+            names,
+            {
+                "prompt tokens": [e.get("prompt_tokens_per_label") for e in entries],
+                "generated tokens": [e.get("completion_tokens_per_label") for e in entries],
+            },
+            title="Tokens per label",
+            ylabel="tokens",
+        ),
+        "What a label costs: tokens the judge reads and writes per pair" + cost_note + ".",
     )
-    parts.append(_details(metrics))
-    return "\n".join(parts)
 
 
 def _bootstrap_text(boot: dict) -> str:

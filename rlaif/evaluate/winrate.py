@@ -38,7 +38,7 @@ from pathlib import Path
 
 from rlaif import templates
 from rlaif._version import __version__
-from rlaif.backends import check_judge_spec, load_backend, parse_model_spec
+from rlaif.backends import Backend, check_judge_spec, load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
 from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import load_constitution
@@ -225,20 +225,9 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
         else:
             judge_backends = [CachedBackend(load_backend(config.judge), store)]
             judge = Judge(judge_backends[0], constitution, seed=config.seed)
-        answers: dict[str, list[Response]] = {}
-        for role, backend in players.items():
-            answers[role] = []
-            for i, p in enumerate(prompts):
-                progress(role, i, len(prompts))
-                answers[role] += sample_responses(
-                    backend,
-                    p.chat(),
-                    1,
-                    seed=config.seed,
-                    temperature=config.temperature,
-                    max_tokens=config.max_tokens,
-                )
-            progress(role, len(prompts), len(prompts))
+        answers = {
+            role: _answers(b, prompts, config, role, progress) for role, b in players.items()
+        }
         records = []
         for i, p in enumerate(prompts):
             progress("judge", i, len(prompts))
@@ -279,6 +268,25 @@ def run_winrate(config: WinrateConfig, on_progress: ProgressFn | None = None) ->
     write_jsonl_atomic(config.out / PAIRS_FILE, records)
     write_json_atomic(config.out / METRICS_FILE, metrics)
     return metrics
+
+
+def _answers(
+    backend: Backend, prompts: list, config: WinrateConfig, role: str, progress
+) -> list[Response]:
+    """One sampled answer per prompt from ``backend`` (the ``role`` stage of the progress)."""
+    answers: list[Response] = []
+    for i, p in enumerate(prompts):
+        progress(role, i, len(prompts))
+        answers += sample_responses(
+            backend,
+            p.chat(),
+            1,
+            seed=config.seed,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+        )
+    progress(role, len(prompts), len(prompts))
+    return answers
 
 
 def _judge_pair(judge: Judge, p, policy: Response, baseline: Response, tie_margin: float) -> dict:

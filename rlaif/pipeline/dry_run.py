@@ -95,25 +95,14 @@ class RunEstimate:
     stored_calls: int = 0
     stored_cost: float = 0.0
 
-    @property
-    def calls(self) -> int:
-        """Model calls at most."""
-        return sum(s.calls for s in self.stages)
+    def total(self, name: str) -> int | float:
+        """One figure (``calls``, ``input_tokens``, ``output_tokens``, ``cost``) of all stages."""
+        return sum(getattr(s, name) for s in self.stages)
 
-    @property
-    def input_tokens(self) -> int:
-        """Input tokens at most."""
-        return sum(s.input_tokens for s in self.stages)
-
-    @property
-    def output_tokens(self) -> int:
-        """Output tokens at most."""
-        return sum(s.output_tokens for s in self.stages)
-
-    @property
-    def cost(self) -> float:
-        """Dollars at most."""
-        return sum(s.cost for s in self.stages)
+    calls = property(lambda self: self.total("calls"), doc="Model calls at most.")
+    input_tokens = property(lambda self: self.total("input_tokens"), doc="Input tokens at most.")
+    output_tokens = property(lambda self: self.total("output_tokens"), doc="Output tokens at most.")
+    cost = property(lambda self: self.total("cost"), doc="Dollars at most.")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict, totals included."""
@@ -134,58 +123,15 @@ def estimate_run(config, prompts: list, constitution: Constitution, prices: Pric
 
     ``config`` is a :class:`rlaif.pipeline.RunConfig`, ``prompts`` the loaded prompts.
     """
-    from rlaif.critique import CRITIQUE_MAX_TOKENS
-
     counters: dict[str, TokenCounter] = {}
     try:
         for spec in (config.policy, config.judge):
             if spec not in counters:
                 counters[spec] = TokenCounter(spec)
-        policy, judge = counters[config.policy], counters[config.judge]
-        m, crit_m, cot_m = config.max_tokens, CRITIQUE_MAX_TOKENS, _cot_max_tokens()
-        n, rounds = config.n_responses, config.revision_rounds
-        principles = constitution.principles
-        stages = {
-            "generate": StageEstimate("generate", config.policy),
-            "critique": StageEstimate("critique", config.judge),
-            "revise": StageEstimate("revise", config.policy),
-            "label": StageEstimate("label", config.judge),
-        }
-
-        def add(stage: str, calls: int, input_tokens: int, output_tokens: int) -> None:
-            s = stages[stage]
-            s.calls += calls
-            s.input_tokens += calls * input_tokens
-            s.output_tokens += calls * output_tokens
-
-        def longest(counter: TokenCounter, template, *texts: str) -> int:
-            return max(counter.count(template(*texts, pr)) for pr in principles)
-
+        tally = _Tally(config, counters, constitution)
         for p in prompts:
-            add("generate", n, policy.count(templates.policy_messages(p.chat())), m)
-            if rounds:
-                crit_in = longest(judge, templates.critique_messages, p.text, "")
-                rev_in = longest(policy, templates.revise_messages, p.text, "", "")
-                add("critique", n * rounds, crit_in + m, crit_m)
-                add("revise", n * rounds, rev_in + m + crit_m, m)
-            # pointwise scores: one call per distinct response, cached by the judge
-            scored = n if config.pairs == "best-worst" and n >= 2 else 0
-            pairs = math.comb(n, 2) if config.pairs == "all" else int(n >= 2)
-            revision_pairs = n if rounds else 0
-            label_pairs = 0 if config.mode == "pointwise" else pairs + revision_pairs
-            if config.mode == "pointwise":
-                scored += n + revision_pairs
-            if scored:
-                one = longest(judge, templates.pointwise_messages, p.text, "")
-                add("label", scored, one + m, CHOICE_OUTPUT_TOKENS)
-            if label_pairs and config.cot:
-                reason = longest(judge, templates.compare_cot_messages, p.text, "", "")
-                verdict = longest(judge, _cot_verdict_messages, p.text, "", "")
-                add("label", 2 * label_pairs, reason + 2 * m, cot_m)
-                add("label", 2 * label_pairs, verdict + 2 * m + cot_m, CHOICE_OUTPUT_TOKENS)
-            elif label_pairs:
-                both = longest(judge, templates.compare_messages, p.text, "", "")
-                add("label", 2 * label_pairs, both + 2 * m, CHOICE_OUTPUT_TOKENS)
+            tally.prompt(p)
+        stages = tally.stages
         for s in stages.values():
             s.cost = prices.price(s.model).cost(s.input_tokens, s.output_tokens)
         tokenizers = {
@@ -206,6 +152,73 @@ def estimate_run(config, prompts: list, constitution: Constitution, prices: Pric
         stored_calls=stored_calls,
         stored_cost=stored_cost,
     )
+
+
+class _Tally:
+    """The stages' calls and tokens at most, added up prompt by prompt."""
+
+    def __init__(self, config, counters: dict[str, TokenCounter], constitution: Constitution):
+        self.config = config
+        self.policy, self.judge = counters[config.policy], counters[config.judge]
+        self.principles = constitution.principles
+        self.cot_max_tokens = _cot_max_tokens()
+        self.stages = {
+            "generate": StageEstimate("generate", config.policy),
+            "critique": StageEstimate("critique", config.judge),
+            "revise": StageEstimate("revise", config.policy),
+            "label": StageEstimate("label", config.judge),
+        }
+
+    def add(self, stage: str, calls: int, input_tokens: int, output_tokens: int) -> None:
+        """``calls`` calls of ``stage``, each reading and writing at most these tokens."""
+        s = self.stages[stage]
+        s.calls += calls
+        s.input_tokens += calls * input_tokens
+        s.output_tokens += calls * output_tokens
+
+    def longest(self, counter: TokenCounter, template, *texts: str) -> int:
+        """Input tokens of ``template`` filled with ``texts`` and its longest principle."""
+        return max(counter.count(template(*texts, pr)) for pr in self.principles)
+
+    def prompt(self, p) -> None:
+        """Add every call of one prompt: its responses, their revisions and their labels."""
+        from rlaif.critique import CRITIQUE_MAX_TOKENS
+
+        config, policy, judge = self.config, self.policy, self.judge
+        m, crit_m = config.max_tokens, CRITIQUE_MAX_TOKENS
+        n, rounds = config.n_responses, config.revision_rounds
+        self.add("generate", n, policy.count(templates.policy_messages(p.chat())), m)
+        if rounds:
+            crit_in = self.longest(judge, templates.critique_messages, p.text, "")
+            rev_in = self.longest(policy, templates.revise_messages, p.text, "", "")
+            self.add("critique", n * rounds, crit_in + m, crit_m)
+            self.add("revise", n * rounds, rev_in + m + crit_m, m)
+        # pointwise scores: one call per distinct response, cached by the judge
+        scored = n if config.pairs == "best-worst" and n >= 2 else 0
+        pairs = math.comb(n, 2) if config.pairs == "all" else int(n >= 2)
+        revision_pairs = n if rounds else 0
+        label_pairs = 0 if config.mode == "pointwise" else pairs + revision_pairs
+        if config.mode == "pointwise":
+            scored += n + revision_pairs
+        if scored:
+            one = self.longest(judge, templates.pointwise_messages, p.text, "")
+            self.add("label", scored, one + m, CHOICE_OUTPUT_TOKENS)
+        if label_pairs:
+            self._compare(p, 2 * label_pairs)
+
+    def _compare(self, p, calls: int) -> None:
+        """Pairwise labels: ``calls`` comparisons (each pair in both orders), with or without
+        chain of thought."""
+        judge, m = self.judge, self.config.max_tokens
+        if self.config.cot:
+            reason = self.longest(judge, templates.compare_cot_messages, p.text, "", "")
+            verdict = self.longest(judge, _cot_verdict_messages, p.text, "", "")
+            cot_m = self.cot_max_tokens
+            self.add("label", calls, reason + 2 * m, cot_m)
+            self.add("label", calls, verdict + 2 * m + cot_m, CHOICE_OUTPUT_TOKENS)
+        else:
+            both = self.longest(judge, templates.compare_messages, p.text, "", "")
+            self.add("label", calls, both + 2 * m, CHOICE_OUTPUT_TOKENS)
 
 
 def _cot_verdict_messages(prompt: str, first: str, second: str, principle) -> Messages:

@@ -23,6 +23,8 @@ import platform
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from rlaif import templates
 from rlaif._version import __version__
 from rlaif.backends import check_judge_spec, load_backend, parse_model_spec
 from rlaif.backends.cached import CachedBackend
+from rlaif.backends.ratelimit import RequestPolicy
 from rlaif.compare import Judge, RuleJudge
 from rlaif.constitution import Constitution, load_constitution
 from rlaif.errors import BackendError, RunError
@@ -47,7 +50,7 @@ from rlaif.pipeline.outputs import (
 )
 from rlaif.pipeline.pricing import PriceTable, load_price_table, stored_spend
 from rlaif.pipeline.stages import LocalStages, Models, RunStats, distinct_responses
-from rlaif.prompts import builtin_prompts_path, file_sha256, load_prompts
+from rlaif.prompts import Prompt, builtin_prompts_path, file_sha256, load_prompts
 from rlaif.rules import is_programmatic
 from rlaif.store import STORE_FILE, Store
 
@@ -102,26 +105,184 @@ def open_run_dir(config: RunConfig, prompts_path: Path) -> Store:
     return store
 
 
-def _progress(show: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class _Bar:
+    """One stage's progress bar: what the stage has done and, once known, how much in all."""
 
-    from rlaif.progress import make_progress
+    def __init__(self, progress, task) -> None:
+        self._progress, self._task = progress, task
 
-    return make_progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-        transient=False,
+    def advance(self, n: int = 1) -> None:
+        """``n`` more items done."""
+        self._progress.advance(self._task, n)
+
+    def set_total(self, total: int) -> None:
+        """The number of items in all (a stage that learns it only once it starts)."""
+        self._progress.update(self._task, total=total)
+
+
+class StageTimer:
+    """The job's stages as they run: one progress bar and one timing each (``timings_s``)."""
+
+    def __init__(self, show: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from rlaif.progress import make_progress
+
+        self.progress = make_progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not show,
+            transient=False,
+        )
+        #: seconds per stage, by name
+        self.timings: dict[str, float] = {}
+
+    def __enter__(self) -> StageTimer:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    @contextmanager
+    def stage(self, name: str, total: int | None) -> Iterator[_Bar]:
+        """Time the stage ``name`` and show its bar (``total`` items; None: not yet known)."""
+        started = time.time()
+        yield _Bar(self.progress, self.progress.add_task(name, total=total))
+        self.timings[name] = time.time() - started
+
+    def rounded(self) -> dict[str, float]:
+        """The timings as run.json keeps them: seconds to the millisecond."""
+        return {k: round(v, 3) for k, v in self.timings.items()}
+
+
+@dataclass
+class _Job:
+    """The stages' work on their results: the output files and the labels' tally."""
+
+    config: RunConfig
+    prompts: list[Prompt]
+    constitution: Constitution
+    writer: OutputWriter
+    stats: RunStats = field(default_factory=RunStats)
+
+    def generate(self, stages, bar: _Bar) -> None:
+        """Stage 1: sample every prompt's responses (into the store); count cut-off ones."""
+        for sampled in stages.map("sample", self.prompts):
+            truncated = [r.truncated for r in distinct_responses(sampled)]
+            self.stats.count_truncated("responses", truncated)
+            bar.advance()
+
+    def revise(self, stages, bar: _Bar) -> None:
+        """Stage 2: every revision round to revisions.jsonl, each changed final to sft.jsonl."""
+        for p, revs in zip(self.prompts, stages.map("revise", self.prompts), strict=True):
+            for rev in revs:
+                self.writer.write("revisions.jsonl", {"prompt_id": p.id, **rev.to_dict()})
+                if rev.rounds and rev.final != rev.original:
+                    self.stats.count_truncated("revisions", [rev.truncated])
+                    self.writer.write("sft.jsonl", self._sft_record(p, rev))
+            bar.advance(self.config.revision_rounds)
+
+    def _sft_record(self, p: Prompt, rev) -> dict:
+        config = self.config
+        return {
+            "prompt": record_prompt(p, config.text_format),
+            "completion": completion(p, rev.final, config.text_format),
+            "truncated": rev.truncated,
+            "prompt_id": p.id,
+            "principle_id": rev.rounds[-1].critique.principle_id,
+            "policy": config.policy,
+            "constitution_hash": self.constitution.hash,
+        }
+
+    def label(self, stages, bar: _Bar) -> None:
+        """Stage 3: label every pair; each record goes to the file its label routes it to."""
+        config = self.config
+        jobs = [job for per_prompt in stages.map("pairs", self.prompts) for job in per_prompt]
+        bar.set_total(len(jobs))
+        prefs = stages.map("label", [(p.text, a, b, trunc) for p, a, b, _, trunc in jobs])
+        for (p, a, b, pair_type, truncated), pref in zip(jobs, prefs, strict=True):
+            name, record = preference_record(
+                p,
+                a,
+                b,
+                pref,
+                policy=config.policy,
+                pair_type=pair_type,
+                truncated=truncated,
+                text_format=config.text_format,
+                min_margin=config.min_margin,
+            )
+            self.writer.write(name, record)
+            self.stats.add(pref, record)
+            bar.advance()
+
+    def outcome(self) -> dict:
+        """What run.json says of the outputs: counts, labels, their figures and warnings."""
+        counts = self.writer.counts
+        return {
+            "counts": {
+                "prompts": len(self.prompts),
+                **{name.removesuffix(".jsonl"): counts[name] for name in OUTPUT_FILES},
+            },
+            "labels": self.stats.labels,
+            "stats": self.stats.summary(),
+            "truncated": self.stats.truncated,
+            "warnings": self.stats.warnings(self.config.min_margin),
+        }
+
+
+@dataclass
+class _Models:
+    """The run's models (through the store and the budget) and their servers' request policy."""
+
+    models: Models
+    requests: RequestPolicy
+    #: the backends that talk to servers, and the retries they had made before this run
+    servers: tuple
+    retries_before: Counter
+
+    def requests_info(self, executor: str, ray_summary: dict) -> dict:
+        """What run.json says of the requests: where they ran, and this run's retries by
+        reason."""
+        return {
+            "executor": executor,
+            "retries": dict(_retries(*self.servers) - self.retries_before),
+            **({"ray": ray_summary} if ray_summary else {}),
+        }
+
+
+def _load_models(
+    config: RunConfig, constitution: Constitution, store: Store, budget: Budget | None
+) -> _Models:
+    """Load the policy and the judge; every call goes through the store, then the budget."""
+    requests = config.request_policy()
+    policy_model = apply_request_policy(load_backend(config.policy), requests)
+    # A programmatic judge has no model: the policy critiques its own responses.
+    judge_model = (
+        policy_model
+        if is_programmatic(config.judge)
+        else apply_request_policy(load_backend(config.judge), requests)
     )
+    retries_before = _retries(policy_model, judge_model)
+    policy = CachedBackend(_budgeted(policy_model, budget), store)
+    judge_backend = CachedBackend(_budgeted(judge_model, budget), store)
+    judge = (
+        RuleJudge(config.judge, constitution, seed=config.seed)
+        if is_programmatic(config.judge)
+        else Judge(judge_backend, constitution, seed=config.seed, mode=config.mode, cot=config.cot)
+    )
+    models = Models(policy, judge_backend, judge, constitution, config)
+    return _Models(models, requests, (policy_model, judge_model), retries_before)
 
 
 def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
@@ -146,103 +307,26 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
             # a budget is checked call by call: one sequence at a time stops at the last call
             # that fits, and the outputs are the same either way
             config = replace(config, batch_size=1)
-        requests = config.request_policy()
-        policy_model = apply_request_policy(load_backend(config.policy), requests)
-        # A programmatic judge has no model: the policy critiques its own responses.
-        judge_model = (
-            policy_model
-            if is_programmatic(config.judge)
-            else apply_request_policy(load_backend(config.judge), requests)
-        )
-        retries_before = _retries(policy_model, judge_model)
-        policy = CachedBackend(_budgeted(policy_model, budget), store)
-        judge_backend = CachedBackend(_budgeted(judge_model, budget), store)
-        judge = (
-            RuleJudge(config.judge, constitution, seed=config.seed)
-            if is_programmatic(config.judge)
-            else Judge(
-                judge_backend, constitution, seed=config.seed, mode=config.mode, cot=config.cot
-            )
-        )
-        timings: dict[str, float] = {}
-        stats = RunStats()
-        models = Models(policy, judge_backend, judge, constitution, config)
-        with _progress(show_progress) as progress, _stages(config, models, requests) as stages:
-            t = time.time()
-            task = progress.add_task("generate", total=len(prompts))
-            for sampled in stages.map("sample", prompts):
-                stats.count_truncated(
-                    "responses", [r.truncated for r in distinct_responses(sampled)]
-                )
-                progress.advance(task)
-            timings["generate"] = time.time() - t
-
-            t = time.time()
-            task = progress.add_task("revise", total=len(prompts) * config.revision_rounds)
-            for p, revs in zip(prompts, stages.map("revise", prompts), strict=True):
-                for rev in revs:
-                    writer.write("revisions.jsonl", {"prompt_id": p.id, **rev.to_dict()})
-                    if rev.rounds and rev.final != rev.original:
-                        stats.count_truncated("revisions", [rev.truncated])
-                        writer.write(
-                            "sft.jsonl",
-                            {
-                                "prompt": record_prompt(p, config.text_format),
-                                "completion": completion(p, rev.final, config.text_format),
-                                "truncated": rev.truncated,
-                                "prompt_id": p.id,
-                                "principle_id": rev.rounds[-1].critique.principle_id,
-                                "policy": config.policy,
-                                "constitution_hash": constitution.hash,
-                            },
-                        )
-                progress.advance(task, config.revision_rounds)
-            timings["revise"] = time.time() - t
-
-            t = time.time()
-            task = progress.add_task("label", total=None)
-            jobs = [job for per_prompt in stages.map("pairs", prompts) for job in per_prompt]
-            progress.update(task, total=len(jobs))
-            prefs = stages.map("label", [(p.text, a, b, trunc) for p, a, b, _, trunc in jobs])
-            for (p, a, b, pair_type, truncated), pref in zip(jobs, prefs, strict=True):
-                name, record = preference_record(
-                    p,
-                    a,
-                    b,
-                    pref,
-                    policy=config.policy,
-                    pair_type=pair_type,
-                    truncated=truncated,
-                    text_format=config.text_format,
-                )
-                if name == "preferences.jsonl" and (
-                    abs(record["p_chosen"] - 0.5) < config.min_margin or record["p_chosen"] == 0.5
-                ):
-                    name = "low_margin.jsonl"
-                writer.write(name, record)
-                stats.add(pref, record)
-                progress.advance(task)
-            timings["label"] = time.time() - t
+        models = _load_models(config, constitution, store, budget)
+        timer = StageTimer(show_progress)
+        job = _Job(config, prompts, constitution, writer)
+        with timer, _stages(config, models.models, models.requests) as stages:
+            with timer.stage("generate", len(prompts)) as bar:
+                job.generate(stages, bar)
+            with timer.stage("revise", len(prompts) * config.revision_rounds) as bar:
+                job.revise(stages, bar)
+            with timer.stage("label", None) as bar:
+                job.label(stages, bar)
             ray_summary = stages.summary()
-        timings["total"] = time.time() - started
+        timer.timings["total"] = time.time() - started
+        m = models.models
         info = _run_info(
-            config, prompts, prompts_path, constitution, policy, judge_backend, prices, budget
+            config, prompts, prompts_path, constitution, m.policy, m.critic, prices, budget
         )
         info.update(
-            counts={
-                "prompts": len(prompts),
-                **{name.removesuffix(".jsonl"): writer.counts[name] for name in OUTPUT_FILES},
-            },
-            labels=stats.labels,
-            stats=stats.summary(),
-            truncated=stats.truncated,
-            warnings=stats.warnings(config.min_margin),
-            timings_s={k: round(v, 3) for k, v in timings.items()},
-            requests={
-                "executor": config.executor,
-                "retries": dict(_retries(policy_model, judge_model) - retries_before),
-                **({"ray": ray_summary} if ray_summary else {}),
-            },
+            job.outcome(),
+            timings_s=timer.rounded(),
+            requests=models.requests_info(config.executor, ray_summary),
         )
         finish_cost_per_label(info)
         writer.publish(info)

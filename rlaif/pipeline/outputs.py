@@ -54,8 +54,13 @@ def preference_record(
     pair_type: str,
     truncated: tuple[bool | None, bool | None] = (None, None),
     text_format: bool = False,
+    min_margin: float | None = None,
 ) -> tuple[str, dict]:
     """(file name, record) for one labelled pair; chosen is the side with p > 0.5.
+
+    The file: ``unreadable.jsonl`` for a reply that could not be read; with ``min_margin``,
+    ``low_margin.jsonl`` for a label under the margin (see :func:`is_low_margin`); otherwise
+    ``preferences.jsonl``.
 
     ``truncated`` says whether ``a`` and ``b`` were cut off at the token limit (None:
     unknown); records carry it as ``chosen_truncated`` / ``rejected_truncated`` (unreadable
@@ -78,17 +83,7 @@ def preference_record(
     if pref.cot:
         base["rationales"] = pref.rationales
     if pref.p_a is None:
-        return "unreadable.jsonl", {
-            "prompt": record_prompt(prompt, text_format),
-            "response_a": completion(prompt, a, text_format),
-            "response_b": completion(prompt, b, text_format),
-            "response_a_truncated": truncated[0],
-            "response_b_truncated": truncated[1],
-            "p_a_order_ab": pref.p_a_order_ab,
-            "p_a_order_ba": pref.p_a_order_ba,
-            **_pointwise_scores(pref, ("p_yes_a", "p_yes_b"), a_first=True),
-            **base,
-        }
+        return "unreadable.jsonl", _unreadable(prompt, a, b, pref, truncated, text_format, base)
     a_wins = pref.p_a >= 0.5
     chosen, rejected = (a, b) if a_wins else (b, a)
 
@@ -110,7 +105,37 @@ def preference_record(
         "rejected_truncated": truncated[1] if a_wins else truncated[0],
         **base,
     }
+    if min_margin is not None and is_low_margin(record["p_chosen"], min_margin):
+        return "low_margin.jsonl", record
     return "preferences.jsonl", record
+
+
+def is_low_margin(p_chosen: float, min_margin: float) -> bool:
+    """A label too close to a coin to train on: ``|p - 0.5| < min_margin``, or exactly 0.5."""
+    return abs(p_chosen - 0.5) < min_margin or p_chosen == 0.5
+
+
+def _unreadable(
+    prompt: Prompt,
+    a: str,
+    b: str,
+    pref: Preference,
+    truncated: tuple,
+    text_format: bool,
+    base: dict,
+) -> dict:
+    """The record of a pair whose judge reply could not be read: both responses as shown."""
+    return {
+        "prompt": record_prompt(prompt, text_format),
+        "response_a": completion(prompt, a, text_format),
+        "response_b": completion(prompt, b, text_format),
+        "response_a_truncated": truncated[0],
+        "response_b_truncated": truncated[1],
+        "p_a_order_ab": pref.p_a_order_ab,
+        "p_a_order_ba": pref.p_a_order_ba,
+        **_pointwise_scores(pref, ("p_yes_a", "p_yes_b"), a_first=True),
+        **base,
+    }
 
 
 def _pointwise_scores(pref: Preference, names: tuple[str, str], *, a_first: bool) -> dict:
