@@ -86,7 +86,15 @@ def test_summary_rows_of_a_real_run():
     assert rows["position consistency"] == "n/a"  # a rule judge never asks in both orders
     assert rows["decided by rule / AI"] == "896 / 0"
     assert rows["tokens"] == "27,761"
+    assert rows["judge tokens evaluated / reused"] == "?"  # written before the count existed
     assert rows["time"] == "1330.6 s"
+
+
+def test_summary_rows_give_the_judge_tokens_evaluated_and_reused():
+    data = _real()
+    data["tokens"]["judge_choice_tokens_this_invocation"] = {"evaluated": 4064, "reused": 4820}
+    rows = dict(RunRecord.from_json(data).summary_rows())
+    assert rows["judge tokens evaluated / reused"] == "4,064 / 4,820"
     setup = dict(RunRecord.from_json(_real()).setup_rows())
     assert setup["judge"] == "rule:words=8-40" and setup["mode"] == "pairwise"
 

@@ -179,6 +179,11 @@ class Tokens(JsonRecord):
     kv_cache_reused_this_invocation: int | None = _doc(
         "prompt tokens a model took from its KV cache in this invocation (fresh calls only)"
     )
+    judge_choice_tokens_this_invocation: dict[str, int] | None = _doc(
+        "the judge's verdict prompts in this invocation: tokens `evaluated` and `reused` from "
+        "its KV cache (one prompt's questions are asked in token order, so a shared prefix is "
+        "evaluated once)"
+    )
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,7 @@ class RunRecord(JsonRecord):
             ),
             ("retried requests", _retry_split(self.requests.retries if self.requests else None)),
             ("tokens", _known(tokens and tokens.total, "{:,}")),
+            ("judge tokens evaluated / reused", _judge_tokens(tokens)),
             (
                 "cost per label",
                 "-" if self.cost_per_label is None else f"${self.cost_per_label:.6f}",
@@ -312,6 +318,14 @@ class RunRecord(JsonRecord):
 def _known(value: object, form: str = "{}") -> str:
     """``value`` as text in ``form``; ``?`` where run.json does not record it."""
     return UNKNOWN if value is None else form.format(value)
+
+
+def _judge_tokens(tokens: Tokens | None) -> str:
+    """The judge's verdict-prompt tokens evaluated / taken from its KV cache in this invocation."""
+    counts = tokens and tokens.judge_choice_tokens_this_invocation
+    if not counts:
+        return UNKNOWN
+    return f"{counts.get('evaluated', 0):,} / {counts.get('reused', 0):,}"
 
 
 def _source_split(sources: dict | None) -> str:
