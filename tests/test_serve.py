@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_openai_backend import _completion
 
 import rlaif
 from rlaif.backends.base import Backend, ChoiceScores, Generation
@@ -242,22 +243,8 @@ class _FakeModel(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = json.dumps(body["messages"])
         top = [("Hmm", -0.1)] if "GARBLED" in text else [("A", -0.4), ("B", -1.1)]
-        entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
-        reply = {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "fake",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": top[0][0]},
-                    "finish_reason": "length",
-                    "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]},
-                }
-            ],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
-        }
+        reply = _completion(top[0][0], top)
+        reply["choices"][0]["finish_reason"] = "length"
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
