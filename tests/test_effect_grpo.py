@@ -39,7 +39,9 @@ def base_grpo():
     model, tokenizer = load_model_and_tokenizer("smollm2")
     model.eval()
     prompts = [r["prompt"] for r in fixture_rows("heldout")]
-    return model, tokenizer, measure(model, tokenizer, prompts)
+    # the base model's sampled answers, seeded: measured once for both tests
+    before = sampled_pass(model, tokenizer, sometimes_passed("heldout"))
+    return model, tokenizer, measure(model, tokenizer, prompts), before
 
 
 def trained_grpo(tmp_path_factory, reward: str):
@@ -68,12 +70,11 @@ def trained_grpo(tmp_path_factory, reward: str):
 
 def assert_grpo_effect(base_grpo, policy) -> None:
     """The held-out sampled pass rate rose clearly, and answers stayed answers."""
-    model, tokenizer, _ = base_grpo
+    model, tokenizer, greedy, before = base_grpo
     prompts = sometimes_passed("heldout")
-    before = sampled_pass(model, tokenizer, prompts)
     after = sampled_pass(policy, tokenizer, prompts)
     heldout = [r["prompt"] for r in fixture_rows("heldout")]
-    result = effect(base_grpo, policy, heldout, [])
+    result = effect((model, tokenizer, greedy), policy, heldout, [])
     per_prompt = len(before) // len(prompts)
     gain = paired_gain(before, after, [i // per_prompt for i in range(len(before))])
     summary = (
