@@ -201,7 +201,9 @@ DPO = opt.Settings("rlaif.train.dpo", "DPOSettings")
     type=opt.DEGENERATE_CHOSEN,
     help="drop: leave out pairs whose chosen answer was cut at the token limit "
     "(chosen_truncated) or is stuck in a loop, so DPO never pulls towards a broken answer "
-    "(it may still be rejected). keep: train every pair as labelled.",
+    "(it may still be rejected). keep: train every pair as labelled. In the rule-judged "
+    "loop drop won within seed noise of keep (docs/results/loop-effect.md); it needs answers "
+    "that mostly ended.",
 )
 def train_dpo_cmd(quiet, show_example, drift_prompts, **options):
     """Train a policy with DPO (TRL's DPOTrainer) on AI-labelled preferences.
