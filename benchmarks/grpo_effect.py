@@ -20,6 +20,9 @@ base → policy (greedy, and sampled), the sampled gain paired by prompt and sam
 and the base rate is measured too), the shares of near-empty and looping greedy answers, mean
 words and the KL of the policy to the base along its answers.
 
+``--seeds 0,1`` trains each variant once per seed (the sampling of GRPO's groups) and adds a
+table of each variant's mean gain over seeds and its range.
+
     RLAIF_N_THREADS=1 .venv/bin/python benchmarks/grpo_effect.py --variant rule negated
 """
 
@@ -136,18 +139,20 @@ def sampled(model, tokenizer, texts: list[str], n: int, seed: int) -> list[float
     return _passes([a.text for a in answers], [a.truncated for a in answers])
 
 
-def run_variant(variant: str, args) -> dict:
-    """Train one GRPO policy and measure it against the base on the held-out prompts."""
-    from rlaif.stats import paired_gain
-    from rlaif.train import drift
+def run_variant(variant: str, seed: int, args) -> dict:
+    """Train one GRPO policy (this training seed) and measure it against the base on the
+    held-out prompts; a policy trained by an earlier run is measured, not trained again."""
     from rlaif.train.grpo import GRPOSettings, train_grpo
-    from rlaif.train.models import load_model_and_tokenizer
 
-    work = args.out / variant
+    work = args.out / (variant if seed == 0 else f"{variant}-seed{seed}")
     work.mkdir(parents=True, exist_ok=True)
     data = work / "prompts.jsonl"
     train = prompts("train", selected=True)
     data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in train), encoding="utf-8")
+    trained = work / "policy" / "train.json"
+    if trained.is_file():  # a rerun measures the trained policy again instead of retraining it
+        info = json.loads(trained.read_text(encoding="utf-8"))
+        return measure_variant(variant, seed, args, work, info, info.get("time_s") or 0.0)
     started = time.time()
     info = train_grpo(
         GRPOSettings(
@@ -159,10 +164,20 @@ def run_variant(variant: str, args) -> dict:
             num_generations=args.num_generations,
             max_completion_length=MAX_TOKENS,
             learning_rate=args.learning_rate,
+            seed=seed,
         ),
         show_progress=False,
     )
-    train_s = time.time() - started
+    return measure_variant(variant, seed, args, work, info, time.time() - started)
+
+
+def measure_variant(variant: str, seed: int, args, work: Path, info: dict, train_s: float) -> dict:
+    """A trained variant's figures: training reward, pass rates base → policy, gain, guards."""
+    from rlaif.stats import paired_gain
+    from rlaif.train import drift
+    from rlaif.train.models import load_model_and_tokenizer
+
+    train = prompts("train", selected=True)
     rewards = [s["reward"] for s in info["steps"] if s.get("reward") is not None]
     base, tokenizer = load_model_and_tokenizer("smollm2")
     policy, _ = load_model_and_tokenizer(f"hf:{work / 'policy'}")
@@ -170,7 +185,13 @@ def run_variant(variant: str, args) -> dict:
     policy.eval()
     held = prompts("heldout", selected=False)
     kind = prompts("heldout", selected=True)
-    result = {"variant": variant, "steps": args.steps, "train_s": train_s, "prompts": len(train)}
+    result = {
+        "variant": variant,
+        "seed": seed,
+        "steps": args.steps,
+        "train_s": train_s,
+        "prompts": len(train),
+    }
     result["reward"] = (rewards[0], rewards[-1]) if rewards else (None, None)
     for name, model in (("base", base), ("policy", policy)):
         greedy = drift.greedy_answers(model, tokenizer, held, max_new_tokens=MAX_TOKENS + 8)
@@ -198,20 +219,38 @@ def table(results: list[dict]) -> str:
         return f"{g['gain']:+.0%} [{g['ci'][0]:+.0%}, {g['ci'][1]:+.0%}]"
 
     lines = [
-        "| variant | steps | train reward first → last | greedy pass base → policy | "
+        "| variant | seed | steps | train reward first → last | greedy pass base → policy | "
         "sampled pass base → policy | sampled gain [95% CI, by prompt] | near-empty | looping "
         "| mean words | KL | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---:|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         first, last = r["reward"]
         lines.append(
-            f"| {r['variant']} | {r['steps']} | {first:.2f} → {last:.2f} | "
+            f"| {r['variant']} | {r['seed']} | {r['steps']} | {first:.2f} → {last:.2f} | "
             f"{r['base']['greedy']:.0%} → {r['policy']['greedy']:.0%} | "
             f"{r['gain']['before']:.0%} → {r['gain']['after']:.0%} | {gain(r['gain'])} | "
             f"{share('near_empty', r)} | "
             f"{share('looping', r)} | {r['base']['health']['mean_words']:.0f} → "
             f"{r['policy']['health']['mean_words']:.0f} | {r['kl']:.3f} | {r['train_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def seed_table(results: list[dict]) -> str:
+    """Per variant, the sampled gain's mean over seeds and its range (the seeds' spread)."""
+    lines = [
+        "| variant | seeds | sampled gain, mean over seeds | min-max | greedy pass, mean |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        rows = [r for r in results if r["variant"] == variant]
+        gains = [r["gain"]["gain"] for r in rows]
+        greedy = sum(r["policy"]["greedy"] for r in rows) / len(rows)
+        lines.append(
+            f"| {variant} | {','.join(str(r['seed']) for r in rows)} | "
+            f"{sum(gains) / len(gains):+.0%} | {min(gains):+.0%} to {max(gains):+.0%} | "
+            f"{rows[0]['base']['greedy']:.0%} → {greedy:.0%} |"
         )
     return "\n".join(lines)
 
@@ -225,15 +264,20 @@ def main() -> int:
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--samples", type=int, default=8, help="sampled answers per prompt")
+    parser.add_argument("--seeds", default="0", help="comma-separated GRPO training seeds")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-grpo"))
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     sys.path.insert(0, str(Path(__file__).parent))  # the reward's module, for python:
     results = []
-    for variant in args.variant:  # the table so far after each variant: a long run keeps them
-        results.append(run_variant(variant, args))
-        print(table(results), flush=True)
+    for variant in args.variant:  # the table so far after each run: a long run keeps them
+        for seed in seeds:
+            results.append(run_variant(variant, seed, args))
+            print(table(results), flush=True)
+    if len(seeds) > 1:
+        print("\n" + seed_table(results), flush=True)
     for r in results:
-        print(f"\n{r['variant']}: three held-out answers, base | policy")
+        print(f"\n{r['variant']} (seed {r['seed']}): three held-out answers, base | policy")
         for b, p in list(zip(r["base"]["answers"], r["policy"]["answers"], strict=True))[:3]:
             print(f"- {b[:100]!r} | {p[:100]!r}")
     return 0
