@@ -150,21 +150,24 @@ def run_variant(variant: str, seed: int, args) -> dict:
     train = prompts("train", selected=True)
     data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in train), encoding="utf-8")
     trained = work / "policy" / "train.json"
+    wanted = {
+        "max_steps": args.steps,
+        "prompts_per_step": args.prompts_per_step,
+        "num_generations": args.num_generations,
+        "max_completion_length": MAX_TOKENS,
+        "learning_rate": args.learning_rate,
+        "seed": seed,
+    }
     if trained.is_file():  # a rerun measures the trained policy again instead of retraining it
         info = json.loads(trained.read_text(encoding="utf-8"))
+        had = {k: info["settings"].get(k) for k in wanted}
+        if had != wanted:
+            raise SystemExit(f"{trained}: trained with {had}, not {wanted}; use another --out")
         return measure_variant(variant, seed, args, work, info, info.get("time_s") or 0.0)
     started = time.time()
     info = train_grpo(
         GRPOSettings(
-            data=str(data),
-            out=work / "policy",
-            **_reward_settings(variant, work),
-            max_steps=args.steps,
-            prompts_per_step=args.prompts_per_step,
-            num_generations=args.num_generations,
-            max_completion_length=MAX_TOKENS,
-            learning_rate=args.learning_rate,
-            seed=seed,
+            data=str(data), out=work / "policy", **_reward_settings(variant, work), **wanted
         ),
         show_progress=False,
     )
