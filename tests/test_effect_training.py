@@ -93,6 +93,8 @@ def accuracy_interval(right: list[float], clusters: list[int]) -> list[float]:
 
 
 _TRAINED: dict[str, object] = {}
+#: the starting model's log-probabilities of the held-out answers, scored once for every policy
+_REFERENCE_LOGPROBS: dict = {}
 
 
 def trained_dpo(tmp_path_factory, kind: str):
@@ -114,7 +116,9 @@ def effect(base, policy, heldout_prompts, heldout=None) -> dict:
     after = measure(policy, tokenizer, heldout_prompts)
     if heldout:
         pairs, clusters = heldout
-        measured = drift.implicit_reward_accuracy(policy, model, tokenizer, pairs)
+        measured = drift.implicit_reward_accuracy(
+            policy, model, tokenizer, pairs, reference_logprobs=_REFERENCE_LOGPROBS
+        )
         # the per-token margin: the held-out rejected answers are mostly cut at the token
         # limit and longer than the chosen ones, and the summed margin reads a policy that
         # lowered every token alike as preferring the shorter side (shuffled labels gave

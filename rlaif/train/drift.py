@@ -225,7 +225,14 @@ def answer_tokens(tokenizer, prompt, answer: str) -> int:
     return len(ids) - start
 
 
-def implicit_reward_accuracy(policy, reference, tokenizer, pairs: Sequence[tuple]) -> dict:
+def implicit_reward_accuracy(
+    policy,
+    reference,
+    tokenizer,
+    pairs: Sequence[tuple],
+    *,
+    reference_logprobs: dict | None = None,
+) -> dict:
     """How often DPO's implicit reward prefers the chosen answer of held-out pairs.
 
     ``pairs`` holds ``(prompt, chosen, rejected)``. The margin of a pair is
@@ -237,20 +244,35 @@ def implicit_reward_accuracy(policy, reference, tokenizer, pairs: Sequence[tuple
     policy that moved every token's log-probability alike changes the longer answer's summed
     log-ratio more, which the summed margin reads as a preference for one side; the per-token
     margin does not. ``accuracy_per_token`` is its mean.
+
+    Each distinct (prompt, answer) is scored once per model: held-out pairs are often every
+    passing answer of a prompt against every failing one, so an answer sits in several pairs.
+    ``reference_logprobs``, a dict kept by the caller, carries the reference's scores from one
+    call to the next (several policies measured against one reference); pass it only with that
+    same reference model.
     """
+    ref_cache = {} if reference_logprobs is None else reference_logprobs
+    policy_cache: dict = {}
+
+    def logprob(model, cache: dict, prompt, answer: str) -> tuple[float, int]:
+        key = (prompt if isinstance(prompt, str) else json.dumps(prompt), answer)
+        if key not in cache:
+            cache[key] = (
+                answer_logprob(model, tokenizer, prompt, answer),
+                answer_tokens(tokenizer, prompt, answer),
+            )
+        return cache[key]
+
     raw, per_token = [], []
     for prompt, chosen, rejected in pairs:
-        ratio_c = answer_logprob(policy, tokenizer, prompt, chosen) - answer_logprob(
-            reference, tokenizer, prompt, chosen
+        (pol_c, n_c), (pol_r, n_r) = (
+            logprob(policy, policy_cache, prompt, chosen),
+            logprob(policy, policy_cache, prompt, rejected),
         )
-        ratio_r = answer_logprob(policy, tokenizer, prompt, rejected) - answer_logprob(
-            reference, tokenizer, prompt, rejected
-        )
+        ratio_c = pol_c - logprob(reference, ref_cache, prompt, chosen)[0]
+        ratio_r = pol_r - logprob(reference, ref_cache, prompt, rejected)[0]
         raw.append(ratio_c - ratio_r)
-        per_token.append(
-            ratio_c / answer_tokens(tokenizer, prompt, chosen)
-            - ratio_r / answer_tokens(tokenizer, prompt, rejected)
-        )
+        per_token.append(ratio_c / n_c - ratio_r / n_r)
 
     def credit(margins: list[float]) -> list[float]:
         return [1.0 if m > 1e-6 else 0.5 if abs(m) <= 1e-6 else 0.0 for m in margins]
