@@ -14,6 +14,10 @@ rule). Configurations:
 * ``rule-filter``: as ``rule``, with DPO leaving out pairs whose chosen answer is cut off or
   stuck in a loop (``--dpo-degenerate-chosen drop``; they may still be rejected);
 * ``rule-nll``: as ``rule`` with the chosen answers' NLL in the DPO loss at weight 1;
+* ``rule-hard``: as ``rule`` with the hard DPO loss: the rule's decisive labels come at
+  p = 0.731 (a one-point score difference through the sigmoid), which the soft loss reads as a
+  target margin, while the hard loss pushes every chosen answer up without bound (the clean
+  counterpart of ``noisy-hard``);
 * ``hybrid``: the embedded AI judge under the default constitution with the rule as the check
   of **every** principle, so it decides each comparison whose two answers differ on it, whatever
   principle is sampled; the AI judge decides the rest;
@@ -56,6 +60,7 @@ CONFIGS = (
     "rule",
     "rule-filter",
     "rule-nll",
+    "rule-hard",
     "hybrid",
     "ai",
     "ai-nll",
@@ -75,6 +80,7 @@ JUDGES = {
     "rule": RULE,
     "rule-filter": RULE,
     "rule-nll": RULE,
+    "rule-hard": RULE,
     "hybrid": "smollm2",
     "ai": "smollm2",
     "ai-nll": "smollm2",
@@ -207,7 +213,7 @@ def loop_args(config: str, args, seed: int, out: Path, train: Path, held: Path) 
         "--judge",
         JUDGES[config],
         "--loss",
-        "hard" if config == "noisy-hard" else "soft",
+        "hard" if config.endswith("-hard") else "soft",
         "--generate-with",
         args.generate_with,
         "--dpo-steps",
