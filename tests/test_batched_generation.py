@@ -49,11 +49,42 @@ def test_batched_replies_equal_single_stream_and_reruns(smollm2):
     ]
     batched = smollm2.generate_many(requests)
     assert batched == single  # text, token counts and finish reason
+    # the head the two prompts share (the chat template's system turn) is evaluated once
+    distinct = {tuple(smollm2.prompt_tokens(r.messages)) for r in requests}
+    head = len(os.path.commonprefix([list(p) for p in distinct]))
+    assert head > 10
+    assert smollm2._batcher.evaluated == sum(len(p) for p in distinct) - head
     assert smollm2.generate_many(requests) == batched  # a rerun is byte-identical
     # other members, another order: each reply still depends on its own request alone
     assert smollm2.generate_many(requests[::-1])[::-1] == batched
     assert smollm2.generate_many(requests[1:3]) == batched[1:3]
     assert {g.finish_reason for g in batched} <= {"stop", "length"}
+
+
+@pytest.mark.slow
+def test_a_prompt_that_extends_another_evaluates_its_own_tail_only(smollm2):
+    rain = templates.policy_messages("Write two sentences about rain.")
+    sleep = templates.policy_messages("Give one tip for sleeping better.")
+    follow = [
+        *rain,
+        {"role": "assistant", "content": "Rain falls. It is wet."},
+        {"role": "user", "content": "Now in one sentence."},
+    ]
+    requests = [
+        GenerateRequest(m, max_tokens=16, temperature=0.8, seed=2) for m in (rain, sleep, follow)
+    ]
+    single = [
+        smollm2.generate(r.messages, max_tokens=16, temperature=0.8, seed=2) for r in requests
+    ]
+    batched = smollm2.generate_many(requests)
+    assert batched == single
+    rain_ids, sleep_ids, follow_ids = (smollm2.prompt_tokens(r.messages) for r in requests)
+    system = len(os.path.commonprefix([rain_ids, sleep_ids]))
+    assert follow_ids[: len(rain_ids)] == rain_ids  # the conversation goes on from rain's prompt
+    # rain whole; sleep after the system turn it shares with rain; the follow-up after rain's
+    # whole prompt, the longest head it shares with a prompt evaluated before it
+    expected = len(rain_ids) + len(sleep_ids) - system + len(follow_ids) - len(rain_ids)
+    assert smollm2._batcher.evaluated == expected
 
 
 @pytest.mark.slow

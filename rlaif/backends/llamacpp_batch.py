@@ -4,9 +4,12 @@ One llama.cpp context with ``n_seq_max`` sequences, each with its own KV stream
 (``kv_unified=False``): a sequence's cells are laid out exactly as in a one-sequence context,
 so its attention sums run in the same order as single-stream decoding. Each distinct prompt is
 evaluated once (in chunks of ``n_batch``, as ``Llama.eval`` does) and its KV copied to the other
-sequences that sample the same prompt. Every step then decodes one token of every unfinished
-sequence in one ``llama_decode``: matrix-matrix work where single-stream decoding does
-matrix-vector work. Each sequence has its own sampler chain, built as llama-cpp-python's
+sequences that sample the same prompt; a prompt that shares a head with one evaluated before it
+(the chat template's system turn, a conversation's earlier turns) copies that head's KV and
+evaluates its own tail only, as single-stream decoding does with the prefix it keeps from its
+previous call. Every step then decodes one token of every
+unfinished sequence in one ``llama_decode``: matrix-matrix work where single-stream decoding
+does matrix-vector work. Each sequence has its own sampler chain, built as llama-cpp-python's
 ``Llama._init_sampler`` builds it and seeded with the request's own seed, so what a sequence
 samples depends on its request alone, not on which other requests share the batch.
 """
@@ -43,6 +46,16 @@ class _Sequence:
     text: bytes = b""
     #: bytes still missing of a multi-byte UTF-8 character at the end of the text
     multibyte: int = 0
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class BatchDecoder:
@@ -82,6 +95,8 @@ class BatchDecoder:
         self._vocab = llama_cpp.llama_model_get_vocab(model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, 1)
+        #: prompt tokens evaluated by the last :meth:`run` (a shared prefix counted once)
+        self.evaluated = 0
 
     def _sampler(self, request: TokenRequest):
         """The sampler chain ``Llama._init_sampler`` builds for these parameters and seed."""
@@ -118,14 +133,16 @@ class BatchDecoder:
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
-    def _prefill(self, seq: int, tokens: Sequence[int]) -> None:
-        """Evaluate a prompt into sequence ``seq``, in chunks of ``n_batch`` as ``Llama.eval``."""
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            last = start + len(chunk) == len(tokens)
+    def _prefill(self, seq: int, tokens: Sequence[int], start: int = 0) -> None:
+        """Evaluate ``tokens[start:]`` into sequence ``seq`` (which holds ``tokens[:start]``), in
+        chunks of ``n_batch`` as ``Llama.eval``; logits for the last token only."""
+        for begin in range(start, len(tokens), self.n_batch):
+            chunk = tokens[begin : begin + self.n_batch]
+            last = begin + len(chunk) == len(tokens)
             self._decode(
-                [(t, start + i, seq, last and i == len(chunk) - 1) for i, t in enumerate(chunk)]
+                [(t, begin + i, seq, last and i == len(chunk) - 1) for i, t in enumerate(chunk)]
             )
+        self.evaluated += len(tokens) - start
 
     def _take(self, s: _Sequence, idx: int) -> None:
         """Sample sequence ``s``'s next token from batch position ``idx``; mark it finished."""
@@ -159,29 +176,58 @@ class BatchDecoder:
         mem = lib.llama_get_memory(self.ctx)
         lib.llama_memory_clear(mem, True)
         seqs = [_Sequence(r, self._sampler(r), len(r.tokens)) for r in requests]
+        self.evaluated = 0
         try:
-            first: dict[tuple[int, ...], int] = {}
-            for i, s in enumerate(seqs):
+            for s in seqs:
                 # + 4: an unfinished UTF-8 character may run past max_tokens
                 if len(s.request.tokens) + s.request.max_tokens + 4 > self.n_ctx_seq:
                     raise ValueError(
                         f"prompt of {len(s.request.tokens)} tokens plus {s.request.max_tokens} "
                         f"to generate exceeds the {self.n_ctx_seq} tokens of a sequence"
                     )
-                if s.request.tokens in first:
-                    lib.llama_memory_seq_cp(mem, first[s.request.tokens], i, -1, -1)
-                else:
-                    first[s.request.tokens] = i
-                    self._prefill(i, s.request.tokens)
-                    # sample now: the next prompt's evaluation overwrites these logits
-                    for j in range(i, len(seqs)):
-                        if seqs[j].request.tokens == s.request.tokens:
-                            self._take(seqs[j], -1)
+            self._prefill_prompts(seqs, mem)
             self._lockstep(seqs)
             return [(s.text, len(s.out), s.finish or "length") for s in seqs]
         finally:
             for s in seqs:
                 lib.llama_sampler_free(s.sampler)
+
+    def _prefill_prompts(self, seqs: list[_Sequence], mem) -> None:
+        """Evaluate every distinct prompt once and take each sequence's first token.
+
+        A prompt that repeats one before it copies that sequence's KV. A prompt that shares a
+        head with one evaluated before it (the chat template's system turn, a conversation's
+        earlier turns) copies the sequence with the longest such head, drops what follows the
+        head, and evaluates its own tail: what single-stream decoding does with the prefix it
+        keeps from its previous call. The head stops one token short of the prompt, whose last
+        token's logits give the first sampled token.
+        """
+        lib = self._lib
+        first: dict[tuple[int, ...], int] = {}
+        for i, s in enumerate(seqs):
+            tokens = s.request.tokens
+            if tokens in first:
+                lib.llama_memory_seq_cp(mem, first[tokens], i, -1, -1)
+                continue
+            head, donor = 0, None
+            for j in first.values():
+                n = _common_prefix(seqs[j].request.tokens, tokens)
+                if n > head:
+                    head, donor = n, j
+            head = min(head, len(tokens) - 1)
+            if donor is not None and head > 0:
+                # a copy across KV streams copies the whole sequence (its prompt: nothing was
+                # decoded after it yet); the cells after the head are then dropped
+                lib.llama_memory_seq_cp(mem, donor, i, -1, -1)
+                lib.llama_memory_seq_rm(mem, i, head, -1)
+            else:
+                head = 0
+            first[tokens] = i
+            self._prefill(i, tokens, head)
+            # sample now: the next prompt's evaluation overwrites these logits
+            for j in range(i, len(seqs)):
+                if seqs[j].request.tokens == tokens:
+                    self._take(seqs[j], -1)
 
     def _lockstep(self, seqs: list[_Sequence]) -> None:
         """Decode one token of every unfinished sequence per step until all are finished."""
