@@ -135,7 +135,8 @@ class LoopConfig:
     #: rlaif.train.dpo.DPOSettings.degenerate_chosen); "keep": every pair as labelled
     dpo_degenerate_chosen: str = DPOSettings.degenerate_chosen
     min_margin: float = DPOSettings.min_margin
-    #: DPO's loss: "soft" (targets p_chosen) or "hard" (every pair a sure win)
+    #: DPO's loss: "auto" (hard for rule labels, soft for the judge model's), "soft" (targets
+    #: p_chosen) or "hard" (every pair a sure win); see DPOSettings.loss
     loss: str = DPOSettings.loss
     lora: bool = DPOSettings.lora
     #: longest answer in the win-rate evaluation

@@ -22,7 +22,14 @@ from tiny_model import tiny_checkpoint
 from rlaif.backends.checkpoints import resolve_checkpoint
 from rlaif.errors import InputError
 from rlaif.train.data import prompt_key
-from rlaif.train.dpo import TARGET, DPOSettings, build_trainer, select_pairs, train_dpo
+from rlaif.train.dpo import (
+    TARGET,
+    DPOSettings,
+    build_trainer,
+    select_pairs,
+    target,
+    train_dpo,
+)
 from rlaif.train.models import load_model_and_tokenizer
 
 RLAIF = [sys.executable, "-m", "rlaif"]
@@ -243,6 +250,29 @@ def test_weights_and_margin_filter(tmp_path):
     mixed = write_pairs(tmp_path / "mixed.jsonl", [0.5, 0.75])
     _, counts = select_pairs(DPOSettings(data=str(mixed), out=tmp_path / "o", loss="hard"))
     assert counts["ties"] == 1 and counts["mean_target"] == pytest.approx(0.75)  # 0.5 and 1
+
+
+def test_auto_loss_is_hard_for_rule_labels_and_soft_for_the_judge_models(tmp_path):
+    data = write_pairs(tmp_path / "prefs.jsonl", [0.731, 0.6, 0.3, 0.8])
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for row, source in zip(rows, ["rule", "ai", "rule", None], strict=True):
+        if source:
+            row["label_source"] = source
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    expected = {
+        "auto": [1.0, 0.6, 1.0, 0.8],  # the third turned around, still a rule's label
+        "soft": [0.731, 0.6, 0.7, 0.8],
+        "hard": [1.0, 1.0, 1.0, 1.0],
+    }
+    assert DPOSettings(data=str(data), out=tmp_path / "o").loss == "auto"
+    for loss, targets in expected.items():
+        kept, counts = select_pairs(DPOSettings(data=str(data), out=tmp_path / "o", loss=loss))
+        assert [target(p, loss) for p in kept] == pytest.approx(targets)
+        assert counts["mean_target"] == pytest.approx(sum(targets) / len(targets))
+    rows[1]["label_source"] = 1
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match=r"prefs.jsonl.*2.*'label_source' must be a string"):
+        select_pairs(DPOSettings(data=str(data), out=tmp_path / "o"))
 
 
 def test_cli_bad_margin_is_one_error_line(tmp_path, tiny):

@@ -62,7 +62,8 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
 @LOOP.option(
     "loss",
     type=opt.LOSSES,
-    help="DPO's loss: soft targets each pair's p_chosen; hard trains every pair as a sure win.",
+    help="DPO's loss: soft targets each pair's p_chosen; hard trains every pair as a sure win; "
+    "auto: hard for pairs a rule decided, soft for the judge model's (as train dpo --loss).",
 )
 @click.option("--lora", is_flag=True, help="Train LoRA adapters (merged into each checkpoint).")
 @LOOP.option(

@@ -37,7 +37,7 @@ ABOVE_0 = click.FloatRange(min=0, min_open=True)
 #: a distance of a label probability from 0.5
 MARGIN = click.FloatRange(0, 0.5, max_open=True)
 MODES = click.Choice(["pairwise", "pointwise"])
-LOSSES = click.Choice(["soft", "hard"])
+LOSSES = click.Choice(["auto", "soft", "hard"])
 #: what DPO does with a pair whose chosen answer is cut off or looping
 DEGENERATE_CHOSEN = click.Choice(["keep", "drop"])
 PORTS = click.IntRange(0, 65535)

@@ -36,6 +36,9 @@ class PreferencePair:
     #: whether each side was cut at the token limit (``rlaif run``'s records say; None: unknown)
     chosen_truncated: bool | None = None
     rejected_truncated: bool | None = None
+    #: who decided the label (``rlaif run``'s records say: "rule" for a scoring function or a
+    #: principle's check, "ai" for the judge model; None: not said)
+    label_source: str | None = None
 
     @property
     def margin(self) -> float:
@@ -152,6 +155,11 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
                 raise InputError(
                     f"{where}: field {field!r} must be true, false or null, not {rec[field]!r}"
                 )
+        if not isinstance(rec.get("label_source"), str | None):
+            raise InputError(
+                f"{where}: field 'label_source' must be a string (rule, ai, ...) or null, not "
+                f"{rec['label_source']!r}"
+            )
         pairs.append(
             PreferencePair(
                 prompt=rec["prompt"],
@@ -162,6 +170,7 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
                 line=n,
                 chosen_truncated=rec.get("chosen_truncated"),
                 rejected_truncated=rec.get("rejected_truncated"),
+                label_source=rec.get("label_source"),
             )
         )
     if not pairs:

@@ -1,6 +1,7 @@
 """DPO on AI-labelled preferences: TRL's DPOTrainer with a per-pair soft-label loss.
 
-The loss (``loss="soft"``, the default) is the conservative-DPO loss with each pair's own
+The soft loss (``loss="soft"``; the default ``"auto"`` uses it for every pair a judge model
+labelled) is the conservative-DPO loss with each pair's own
 label smoothing, e_i = 1 - p_i, where p_i is the judge's ``p_chosen``:
 
     loss_i = -p_i log s(b h_i) - (1 - p_i) log s(-b h_i)
@@ -14,6 +15,9 @@ is the same loss with one e for the whole data set (and its ``robust`` loss divi
 p = 1 (a human label, or a TRL file without ``p_chosen``) the soft loss *is* TRL's sigmoid
 loss, so human-labelled records get the hard loss they should without a switch.
 ``loss="hard"`` trains every pair as a sure win (target 1; an exact tie, p = 0.5, gets 0.5).
+``loss="auto"`` (the default) is hard for the pairs a rule decided (``label_source: rule``) and
+soft for the others: a rule judge states its verdict as p = 0.731, which the soft loss would
+read as a target to stop at (see :class:`DPOSettings`).
 
 ``nll_weight`` w adds w times the chosen response's negative log-likelihood per token (the
 RPO loss of Pang et al. 2024, TRL's ``rpo_alpha``; default 0, plain DPO): DPO alone can widen
@@ -48,7 +52,7 @@ from rlaif.train.data import PreferencePair, filter_by_margin, hard_target, read
 from rlaif.train.settings import PairTrainingSettings
 from rlaif.train.trl_common import common_args, quiet_checkpointing_warning, quiet_tqdm
 
-LOSSES = ("soft", "hard")
+LOSSES = ("auto", "soft", "hard")
 #: what to do with a pair whose chosen answer is degenerate (cut off, or stuck in a loop)
 DEGENERATE_CHOSEN = ("keep", "drop")
 #: the dataset column (and batch key) holding each pair's training target
@@ -67,8 +71,14 @@ class DPOSettings(PairTrainingSettings):
     beta: float = 0.1
     #: drop pairs with |p_chosen - 0.5| below this
     min_margin: float = 0.0
-    #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win
-    loss: str = "soft"
+    #: "soft": each pair's target is its p_chosen; "hard": every pair is a sure win; "auto":
+    #: hard for a pair a rule decided (``label_source: rule``), soft for the others. A rule's
+    #: verdict is a fact about the answers, but a rule judge states it as p = 0.731 (a one-point
+    #: score difference through the sigmoid), a target the soft loss stops at: in the loop
+    #: benchmark's rule rows the hard loss won 83% against the base where the soft loss won 60%,
+    #: three seeds each (docs/results/loop-effect.md). A judge model's p is its confidence, and
+    #: the soft loss keeps it
+    loss: str = "auto"
     #: weight of the chosen response's per-token NLL added to the loss (0: plain DPO); see
     #: docs/guides/training.md for what 1 did to looping answers and to the shuffled-label control
     nll_weight: float = 0.0
@@ -112,12 +122,18 @@ def oriented(pair: PreferencePair) -> PreferencePair:
         line=pair.line,
         chosen_truncated=pair.rejected_truncated,
         rejected_truncated=pair.chosen_truncated,
+        label_source=pair.label_source,
     )
 
 
 def target(pair: PreferencePair, loss: str) -> float:
-    """The probability the loss pulls DPO's implied preference towards, for an oriented pair."""
-    return pair.p_chosen if loss == "soft" else hard_target(pair.p_chosen)
+    """The probability the loss pulls DPO's implied preference towards, for an oriented pair.
+
+    ``auto`` is ``hard`` for a pair a rule decided and ``soft`` for the others.
+    """
+    if loss == "hard" or (loss == "auto" and pair.label_source == "rule"):
+        return hard_target(pair.p_chosen)
+    return pair.p_chosen
 
 
 def degenerate(pair: PreferencePair) -> bool:
