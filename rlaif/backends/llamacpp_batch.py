@@ -7,15 +7,16 @@ evaluated once (in chunks of ``n_batch``, as ``Llama.eval`` does) and its KV cop
 sequences that sample the same prompt; a prompt that shares a head with one evaluated before it
 (the chat template's system turn, a conversation's earlier turns) copies that head's KV and
 evaluates its own tail only, as single-stream decoding does with the prefix it keeps from its
-previous call. Every step then decodes one token of every
-unfinished sequence in one ``llama_decode``: matrix-matrix work where single-stream decoding
-does matrix-vector work. Each sequence has its own sampler chain, built as llama-cpp-python's
+previous call. Every step then decodes one token of every unfinished sequence in one
+``llama_decode``: matrix-matrix work where single-stream decoding does matrix-vector work.
+Each sequence has its own sampler chain, built as llama-cpp-python's
 ``Llama._init_sampler`` builds it and seeded with the request's own seed, so what a sequence
 samples depends on its request alone, not on which other requests share the batch.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,16 +47,6 @@ class _Sequence:
     text: bytes = b""
     #: bytes still missing of a multi-byte UTF-8 character at the end of the text
     multibyte: int = 0
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens ``a`` and ``b`` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class BatchDecoder:
@@ -211,7 +202,7 @@ class BatchDecoder:
                 continue
             head, donor = 0, None
             for j in first.values():
-                n = _common_prefix(seqs[j].request.tokens, tokens)
+                n = len(os.path.commonprefix([seqs[j].request.tokens, tokens]))
                 if n > head:
                     head, donor = n, j
             head = min(head, len(tokens) - 1)
