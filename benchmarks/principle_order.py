@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rlaif import templates
 from rlaif.backends.llamacpp import LlamaCppBackend, embedded_model_path
-from rlaif.constitution import Principle, default_constitution
+from rlaif.constitution import Constitution, Principle, load_constitution
 
 Layout = Callable[[str, str, str, Principle], list[dict]]
 
@@ -73,8 +73,8 @@ def evaluated(backend: LlamaCppBackend, groups: Sequence[Sequence[list[dict]]]) 
 def pairs_by_prompt(run: Path) -> dict[str, list[tuple[str, str, str]]]:
     """Each prompt's judge-labelled (first, second, principle id) pairs of ``run``."""
     path = run / "preferences.jsonl"
-    if not path.is_file():
-        sys.exit(f"{path}: not found; give the directory of an rlaif run with an AI judge")
+    if not path.is_file() or not (run / "run.json").is_file():
+        sys.exit(f"{run}: no preferences.jsonl and run.json; give a finished rlaif run directory")
     out: dict[str, list[tuple[str, str, str]]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
@@ -86,22 +86,26 @@ def pairs_by_prompt(run: Path) -> dict[str, list[tuple[str, str, str]]]:
     return out
 
 
+def constitution_of(run: Path) -> Constitution:
+    """The constitution ``run`` labelled with, from its run.json (its hash checked)."""
+    recorded = json.loads((run / "run.json").read_text(encoding="utf-8"))["constitution"]
+    constitution = load_constitution(recorded["source"])
+    if constitution.hash != recorded["hash"]:
+        sys.exit(f"{run}: its constitution {recorded['source']} changed since the run labelled")
+    return constitution
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print one table row per run and layout."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="rlaif run directories (preferences.jsonl)")
     args = ap.parse_args(argv)
-    constitution = default_constitution()
-    principles = {p.id: p for p in constitution.principles}
-    runs = {run: pairs_by_prompt(run) for run in args.runs}  # every input checked first
-    for run, by_prompt in runs.items():
-        unknown = {i for pairs in by_prompt.values() for *_, i in pairs} - principles.keys()
-        if unknown:
-            sys.exit(f"{run}: principles {sorted(unknown)} are not the default constitution's")
+    runs = {run: (pairs_by_prompt(run), constitution_of(run)) for run in args.runs}
     backend = LlamaCppBackend(str(embedded_model_path()), model_id="smollm2")
     print("| run | prompts | AI-labelled pairs | layout | question tokens | evaluated |", end="")
     print(" ÷ template 2 |\n|---|---:|---:|---|---:|---:|---:|")
-    for run, by_prompt in runs.items():
+    for run, (by_prompt, constitution) in runs.items():
+        principles = {p.id: p for p in constitution.principles}
         n_pairs = sum(map(len, by_prompt.values()))
         layouts: list[tuple[str, Layout, bool]] = [
             ("principle last (template 2)", principle_last, False),
