@@ -56,7 +56,7 @@ def evaluated(backend: LlamaCppBackend, groups: Sequence[Sequence[list[dict]]]) 
     previous: list[int] = []
     done = total = 0
     for questions in groups:
-        for tokens in sorted(backend.prompt_tokens(q) for q in questions):
+        for tokens in (backend.prompt_tokens(questions[i]) for i in backend.reuse_order(questions)):
             common = 0
             for old, new in zip(previous, tokens, strict=False):
                 if old != new:
