@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,11 +58,7 @@ def evaluated(backend: LlamaCppBackend, groups: Sequence[Sequence[list[dict]]]) 
     done = total = 0
     for questions in groups:
         for tokens in (backend.prompt_tokens(questions[i]) for i in backend.reuse_order(questions)):
-            common = 0
-            for old, new in zip(previous, tokens, strict=False):
-                if old != new:
-                    break
-                common += 1
+            common = len(os.path.commonprefix([previous, tokens]))
             if common >= len(tokens):  # an exact repeat is evaluated afresh after a generation
                 common = 0
             done += len(tokens) - common
