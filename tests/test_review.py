@@ -262,11 +262,30 @@ def _shown(driver) -> dict:
     return driver.execute_script(script)
 
 
+def _is_gone(old_element) -> bool:
+    """Whether the page that held `old_element` has been replaced.
+
+    Selenium's `staleness_of` only expects StaleElementReferenceException; Chrome may instead
+    answer a query about an element of a document being torn down with "Node with given id
+    does not belong to the document", which means the same thing here.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        old_element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in (e.msg or ""):
+            return True
+        raise
+    return False
+
+
 def _next_page(driver, old_element) -> None:
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, PAGE_TIMEOUT_S).until(ec.staleness_of(old_element))
+    WebDriverWait(driver, PAGE_TIMEOUT_S).until(lambda _: _is_gone(old_element))
     WebDriverWait(driver, PAGE_TIMEOUT_S).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
