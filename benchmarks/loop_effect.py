@@ -458,7 +458,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.merge:
-        results = [r for d in args.merge for r in json.loads((d / "results.json").read_text())]
+        try:
+            results = merged_results(args.merge)
+        except ValueError as e:
+            parser.error(str(e))
         print(table(results) + "\n\n" + per_seed_table(results))
         print_samples(results)
         return 0
@@ -485,6 +488,26 @@ def main() -> int:
     print(per_seed_table(results))
     print_samples(results)
     return 0
+
+
+def merged_results(folders: list[Path]) -> list[dict]:
+    """The results of several --out folders, each (configuration, seed) once.
+
+    A seed in two folders would be counted twice in the row's mean and interval: an identical
+    copy (the same run kept in two places) is kept once, a differing one is an error.
+    """
+    merged: dict[tuple[str, int], tuple[dict, Path]] = {}
+    for folder in folders:
+        for r in json.loads((folder / "results.json").read_text()):
+            key = (r["config"], r["seed"])
+            if key not in merged:
+                merged[key] = (r, folder)
+            elif merged[key][0] != r:
+                raise ValueError(
+                    f"{r['config']} seed {r['seed']} is in both {merged[key][1]} and {folder} "
+                    "with different results; merge one of them"
+                )
+    return [r for r, _ in merged.values()]
 
 
 def print_samples(results: list[dict]) -> None:
