@@ -8,7 +8,9 @@ Round i, in ``OUT/round-i/``:
    this process or, with ``train_launcher`` (``accelerate launch --num_processes 2``), as
    ``LAUNCHER -m rlaif train dpo ...`` in the processes the launcher starts;
 3. ``winrate/``: the new policy against the current one on held-out prompts
-   (:mod:`rlaif.evaluate.winrate`).
+   (:mod:`rlaif.evaluate.winrate`), judged by ``eval_judge`` (default: the loop's judge; a
+   rule such as ``rule:words=8-40`` checks the rounds by a yardstick the training labels do
+   not come from).
 
 After more than one round, ``final-vs-start/winrate/`` plays the last round's policy against
 the starting model on the same held-out prompts: the figure that says whether the loop as a
@@ -88,7 +90,7 @@ DPO_FIELDS = {
 }
 #: WinrateConfig field -> the LoopConfig field that sets it in every win rate
 WINRATE_FIELDS = {
-    "judge": "judge",
+    "judge": "eval_judge",
     "constitution": "constitution",
     "seed": "seed",
     "max_tokens": "eval_max_tokens",
@@ -113,6 +115,9 @@ class LoopConfig:
     #: the starting policy: smollm2 or hf:DIR (DPO needs a transformers checkpoint)
     policy: str = "smollm2"
     judge: str = RunConfig.judge
+    #: judge of the win rates (each round's and the final one); None: ``judge``. A rule gives
+    #: a check that does not share the biases of the judge the loop trains on.
+    eval_judge: str | None = None
     constitution: str = RunConfig.constitution
     #: training prompts (None: the built-in 32)
     prompts: str | None = None
@@ -152,6 +157,8 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.eval_judge is None:
+            self.eval_judge = self.judge
         for name in ("rounds", "prompts_per_round", "eval_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
@@ -225,6 +232,8 @@ class LoopConfig:
         # global batch (batch size x processes), so it is part of what the loop is
         if d["train_launcher"] is None:
             d.pop("train_launcher")
+        if d["eval_judge"] == d["judge"]:  # as every loop written before the setting
+            d.pop("eval_judge")
         for key in ("prompts", "eval_prompts"):
             if d[key]:
                 d[key + "_sha256"] = file_sha256(d[key])
@@ -320,6 +329,7 @@ def run_loop(
     pool, held = split_prompts(config)
     load_constitution(config.constitution)
     check_judge_spec(config.judge)  # a model string, or a rule:/python: scoring function
+    check_judge_spec(config.eval_judge)
     if config.policy != "smollm2":
         resolve_checkpoint(config.policy)
     _open_loop_dir(config)
@@ -479,7 +489,7 @@ def _stage_winrate(config: LoopConfig, rd: Path, policy, baseline, show, log, i)
     if metrics and metrics.get("policy") == policy and metrics.get("baseline") == baseline:
         log(f"round {i}: win rate done before ({out})")
         return metrics
-    log(f"round {i}: win rate of {policy} against {baseline}")
+    log(f"round {i}: win rate of {policy} against {baseline}, judged by {config.eval_judge}")
     return run_winrate_with_progress(
         config.winrate_config(rd, policy, baseline), show_progress=show
     )

@@ -60,6 +60,10 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
     _open_loop_dir(LoopConfig(**{**config.__dict__, "rounds": 5}))  # more rounds: same loop
     with pytest.raises(RunError, match="holds a different loop .*seed: 0 -> 1"):
         _open_loop_dir(LoopConfig(**{**config.__dict__, "seed": 1}))
+    # another judge of the win rates is another loop; naming the default is the same loop
+    with pytest.raises(RunError, match="eval_judge: None -> 'rule:words=8-40'"):
+        _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": "rule:words=8-40"}))
+    _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": config.judge}))
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
@@ -91,6 +95,16 @@ def test_loop_config_checks_every_stage_before_any_model_loads(tmp_path, field, 
     with pytest.raises(ValueError, match=message):
         LoopConfig(out=tmp_path / "loop", **{field: value})
     assert not (tmp_path / "loop").exists()
+
+
+def test_win_rates_are_judged_by_eval_judge_else_by_the_loops_judge(tmp_path):
+    rd = tmp_path / "loop" / "round-1"
+    config = LoopConfig(out=tmp_path / "loop", judge="llamacpp:judge.gguf")
+    assert config.eval_judge == "llamacpp:judge.gguf"
+    assert config.winrate_config(rd, "a", "b").judge == "llamacpp:judge.gguf"
+    config = LoopConfig(out=tmp_path / "loop", eval_judge="rule:words=8-40")
+    assert config.winrate_config(rd, "a", "b").judge == "rule:words=8-40"
+    assert config.run_config(rd, "a").judge == "smollm2"  # the labels stay the loop judge's
 
 
 def test_launched_dpo_gets_the_rounds_settings(tmp_path):
@@ -139,7 +153,14 @@ def test_rounds_table():
     assert table[3].endswith("| 30 / 80 | 12%, 0%, 25% |")
 
 
-def _loop(tmp_path: Path, policy: Path, rounds: int) -> subprocess.CompletedProcess:
+#: the rounds' win rates are judged by a rule (the training labels by the embedded judge): the
+#: tiny policy's 6-token answers are all cut off, so every comparison is a tie
+EVAL_JUDGE = "rule:words=1-40"
+
+
+def _loop(
+    tmp_path: Path, policy: Path, rounds: int, eval_judge: str | None = EVAL_JUDGE
+) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
@@ -167,6 +188,7 @@ def _loop(tmp_path: Path, policy: Path, rounds: int) -> subprocess.CompletedProc
         "1e-2",
         "--eval-max-tokens",
         "6",
+        *(["--eval-judge", eval_judge] if eval_judge else []),
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
 
@@ -196,6 +218,7 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
         assert metrics["policy"] == r["policy"] and metrics["baseline"] == r["baseline"]
         assert metrics["n"] + metrics["unreadable"] == 1
         assert r["win_rate"] == metrics["win_rate"]
+        assert metrics["judge"] == EVAL_JUDGE and (metrics["wins"], metrics["ties"]) == (0, 1)
         # held-out prompts only
         held = [json.loads(line)["prompt"] for line in (rd / "winrate/pairs.jsonl").open()]
         assert held == WORDS[-1:]
@@ -216,6 +239,11 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
     # 3 stages x 2 rounds and the final comparison: nothing redone
     assert again.stderr.count("done before") == 7
     assert json.loads((out / "loop.json").read_text())["rounds"] == rows
+    assert f"judged by {EVAL_JUDGE} in both orders" in again.stdout
+    # the same loop with the win rates judged by the loop's judge is another loop
+    other = _loop(tmp_path, policy, rounds=2, eval_judge=None)
+    assert other.returncode != 0 and "holds a different loop" in other.stderr
+    assert "eval_judge: 'rule:words=1-40' -> None" in other.stderr
 
 
 def test_trained_policies_answer_through_their_gguf_export_when_it_exists(tmp_path):

@@ -17,6 +17,12 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
 )
 @LOOP.option("policy", help="The starting policy: " + opt.TRAINABLE_HELP)
 @opt.model("--judge", LOOP)
+@LOOP.option(
+    "eval_judge",
+    help="Judge of each round's win rate and of the final one (a model string, rule:... or "
+    "python:...); default: --judge. With the embedded judge the check shares the training "
+    "labels' biases; a rule such as rule:words=8-40 checks the rounds by a yardstick instead.",
+)
 @opt.constitution(LOOP, why="")
 @LOOP.option("prompts", help="Training prompts file; default: the built-in 32 prompts.")
 @LOOP.option(
@@ -105,7 +111,7 @@ def loop(quiet, **options):
     run_loop(config, show_progress=not quiet, log=log)
     click.echo((config.out / "rounds.md").read_text(encoding="utf-8"), nl=False)
     click.echo(
-        f"\nwin rate: the round's policy against the previous one, judged by {config.judge} in "
-        "both orders; ties count half.\n"
+        "\nwin rate: the round's policy against the previous one, judged by "
+        f"{config.eval_judge} in both orders; ties count half.\n"
         f"wrote {config.out}/rounds.md, {config.out}/rounds.png and {config.out}/loop.json"
     )
