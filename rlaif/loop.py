@@ -90,7 +90,7 @@ DPO_FIELDS = {
 }
 #: WinrateConfig field -> the LoopConfig field that sets it in every win rate
 WINRATE_FIELDS = {
-    "judge": "eval_judge",
+    "judge": "win_rate_judge",
     "constitution": "constitution",
     "seed": "seed",
     "max_tokens": "eval_max_tokens",
@@ -157,8 +157,6 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.eval_judge is None:
-            self.eval_judge = self.judge
         for name in ("rounds", "prompts_per_round", "eval_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
@@ -172,6 +170,11 @@ class LoopConfig:
         self.run_config(first, self.policy)
         self.dpo_settings(first, self.policy)
         self.winrate_config(first, self.policy, self.policy)
+
+    @property
+    def win_rate_judge(self) -> str:
+        """The judge of the win rates: ``eval_judge``, else the loop's ``judge``."""
+        return self.eval_judge or self.judge
 
     def run_config(self, round_dir: Path, policy: str) -> RunConfig:
         """The settings of one round's main job: ``policy`` answers the round's prompts."""
@@ -232,7 +235,7 @@ class LoopConfig:
         # global batch (batch size x processes), so it is part of what the loop is
         if d["train_launcher"] is None:
             d.pop("train_launcher")
-        if d["eval_judge"] == d["judge"]:  # as every loop written before the setting
+        if d["eval_judge"] in (None, d["judge"]):  # as every loop written before the setting
             d.pop("eval_judge")
         for key in ("prompts", "eval_prompts"):
             if d[key]:
@@ -329,7 +332,7 @@ def run_loop(
     pool, held = split_prompts(config)
     load_constitution(config.constitution)
     check_judge_spec(config.judge)  # a model string, or a rule:/python: scoring function
-    check_judge_spec(config.eval_judge)
+    check_judge_spec(config.win_rate_judge)
     if config.policy != "smollm2":
         resolve_checkpoint(config.policy)
     _open_loop_dir(config)
@@ -489,7 +492,7 @@ def _stage_winrate(config: LoopConfig, rd: Path, policy, baseline, show, log, i)
     if metrics and metrics.get("policy") == policy and metrics.get("baseline") == baseline:
         log(f"round {i}: win rate done before ({out})")
         return metrics
-    log(f"round {i}: win rate of {policy} against {baseline}, judged by {config.eval_judge}")
+    log(f"round {i}: win rate of {policy} against {baseline}, judged by {config.win_rate_judge}")
     return run_winrate_with_progress(
         config.winrate_config(rd, policy, baseline), show_progress=show
     )

@@ -64,6 +64,9 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
     with pytest.raises(RunError, match="eval_judge: None -> 'rule:words=8-40'"):
         _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": "rule:words=8-40"}))
     _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": config.judge}))
+    assert LoopConfig(**{**config.__dict__, "judge": "rule:words=8-40"}).win_rate_judge == (
+        "rule:words=8-40"
+    )
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
@@ -100,7 +103,7 @@ def test_loop_config_checks_every_stage_before_any_model_loads(tmp_path, field, 
 def test_win_rates_are_judged_by_eval_judge_else_by_the_loops_judge(tmp_path):
     rd = tmp_path / "loop" / "round-1"
     config = LoopConfig(out=tmp_path / "loop", judge="llamacpp:judge.gguf")
-    assert config.eval_judge == "llamacpp:judge.gguf"
+    assert config.win_rate_judge == "llamacpp:judge.gguf"
     assert config.winrate_config(rd, "a", "b").judge == "llamacpp:judge.gguf"
     config = LoopConfig(out=tmp_path / "loop", eval_judge="rule:words=8-40")
     assert config.winrate_config(rd, "a", "b").judge == "rule:words=8-40"

@@ -112,6 +112,6 @@ def loop(quiet, **options):
     click.echo((config.out / "rounds.md").read_text(encoding="utf-8"), nl=False)
     click.echo(
         "\nwin rate: the round's policy against the previous one, judged by "
-        f"{config.eval_judge} in both orders; ties count half.\n"
+        f"{config.win_rate_judge} in both orders; ties count half.\n"
         f"wrote {config.out}/rounds.md, {config.out}/rounds.png and {config.out}/loop.json"
     )
