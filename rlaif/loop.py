@@ -88,7 +88,7 @@ DPO_FIELDS = {
     "seed": "seed",
     "lora": "lora",
 }
-#: WinrateConfig field -> the LoopConfig field that sets it in every win rate
+#: WinrateConfig field -> the LoopConfig field (or property) that sets it in every win rate
 WINRATE_FIELDS = {
     "judge": "win_rate_judge",
     "constitution": "constitution",
@@ -157,6 +157,8 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.eval_judge is not None and not self.eval_judge.strip():
+            raise ValueError("eval_judge is empty; leave it out to judge the win rates by judge")
         for name in ("rounds", "prompts_per_round", "eval_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
@@ -304,8 +306,10 @@ def _open_loop_dir(config: LoopConfig) -> None:
     if marker.exists():
         old = json.loads(marker.read_text(encoding="utf-8")).get("identity", {})
         if old != identity:
+            # a setting left out of the identity is at its default: say which, not None
+            shown = {"eval_judge": "(its --judge)"}
             diff = ", ".join(
-                f"{k}: {old.get(k)!r} -> {identity.get(k)!r}"
+                f"{k}: {old.get(k, shown.get(k))!r} -> {identity.get(k, shown.get(k))!r}"
                 for k in sorted(set(old) | set(identity))
                 if old.get(k) != identity.get(k)
             )

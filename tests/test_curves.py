@@ -167,7 +167,13 @@ def loop_json() -> dict:
                 "soft_win_rate": 0.503,
             }
         )
-    identity = {"policy": "smollm2", "judge": "smollm2", "prompts_per_round": 8, "dpo_steps": 8}
+    identity = {
+        "policy": "smollm2",
+        "judge": "smollm2",
+        "eval_judge": "rule:words=8-40",
+        "prompts_per_round": 8,
+        "dpo_steps": 8,
+    }
     return {"identity": identity, "rounds": rows}
 
 
@@ -344,6 +350,7 @@ def test_report_on_a_loop_directory(tmp_path):
     assert "56%" in html and "38% - 75%" in html  # round 1's win rate and its interval
     assert "44%" in html and "4 / 3 / 1" in html
     assert "hf:loop/round-2/policy" in html
+    assert "judged by rule:words=8-40 in both orders" in html  # the win rates' judge, named
 
 
 def test_report_on_an_unknown_directory_says_what_it_takes(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tiny_model import tiny_checkpoint
 
-from rlaif.errors import InputError, RunError
+from rlaif.errors import InputError, RuleError, RunError
 from rlaif.loop import (
     LoopConfig,
     _open_loop_dir,
@@ -61,7 +61,7 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
     with pytest.raises(RunError, match="holds a different loop .*seed: 0 -> 1"):
         _open_loop_dir(LoopConfig(**{**config.__dict__, "seed": 1}))
     # another judge of the win rates is another loop; naming the default is the same loop
-    with pytest.raises(RunError, match="eval_judge: None -> 'rule:words=8-40'"):
+    with pytest.raises(RunError, match=r"eval_judge: '\(its --judge\)' -> 'rule:words=8-40'"):
         _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": "rule:words=8-40"}))
     _open_loop_dir(LoopConfig(**{**config.__dict__, "eval_judge": config.judge}))
     assert LoopConfig(**{**config.__dict__, "judge": "rule:words=8-40"}).win_rate_judge == (
@@ -89,6 +89,7 @@ def test_loop_dir_refuses_another_loop_or_a_stray_dir(tmp_path):
         ("eval_max_tokens", 0, "eval_max_tokens must be >= 1"),
         ("tie_margin", 0.5, "tie_margin must be in"),
         ("rounds", 0, "rounds must be >= 1"),
+        ("eval_judge", " ", "eval_judge is empty"),
     ],
 )
 def test_loop_config_checks_every_stage_before_any_model_loads(tmp_path, field, value, message):
@@ -108,6 +109,16 @@ def test_win_rates_are_judged_by_eval_judge_else_by_the_loops_judge(tmp_path):
     config = LoopConfig(out=tmp_path / "loop", eval_judge="rule:words=8-40")
     assert config.winrate_config(rd, "a", "b").judge == "rule:words=8-40"
     assert config.run_config(rd, "a").judge == "smollm2"  # the labels stay the loop judge's
+
+
+@pytest.mark.parametrize("field", ["judge", "eval_judge"])
+def test_an_unknown_judge_fails_before_the_loop_dir_exists(tmp_path, field):
+    from rlaif.loop import run_loop
+
+    config = LoopConfig(out=tmp_path / "loop", prompts=str(_pool(tmp_path)), eval_n=2)
+    with pytest.raises(RuleError, match="unknown rule 'rule:nope'"):
+        run_loop(LoopConfig(**{**config.__dict__, field: "rule:nope"}))
+    assert not (tmp_path / "loop").exists()
 
 
 def test_launched_dpo_gets_the_rounds_settings(tmp_path):
@@ -232,6 +243,7 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
     assert final["policy"] == rows[1]["policy"] and final["baseline"] == f"hf:{policy}"
     metrics = json.loads((out / "final-vs-start" / "winrate" / "metrics.json").read_text())
     assert metrics["policy"] == final["policy"] and metrics["baseline"] == f"hf:{policy}"
+    assert metrics["judge"] == EVAL_JUDGE
     assert final["guards"]["policy"]["n"] == 1
     table = (out / "rounds.md").read_text()
     assert len(table.strip().splitlines()) == 5 and table in proc.stdout + "\n"
@@ -246,7 +258,7 @@ def test_cli_loop_two_tiny_rounds_then_resume(tmp_path):
     # the same loop with the win rates judged by the loop's judge is another loop
     other = _loop(tmp_path, policy, rounds=2, eval_judge=None)
     assert other.returncode != 0 and "holds a different loop" in other.stderr
-    assert "eval_judge: 'rule:words=1-40' -> None" in other.stderr
+    assert "eval_judge: 'rule:words=1-40' -> '(its --judge)'" in other.stderr
 
 
 def test_trained_policies_answer_through_their_gguf_export_when_it_exists(tmp_path):

@@ -213,8 +213,9 @@ def loop_body(d: Path, loop_file: str = "loop.json") -> str:
         "<h2>Win rate per round</h2>",
         figure(
             rounds_png(rounds),
-            "Each round's policy against the one before it on the held-out prompts, judged in "
-            "both orders; ties count half. Bars: 95% bootstrap interval over prompts.",
+            "Each round's policy against the one before it on the held-out prompts, judged by "
+            f"{identity.get('eval_judge') or identity.get('judge', 'the loop judge')} in both "
+            "orders; ties count half. Bars: 95% bootstrap interval over prompts.",
         ),
     ]
     rows = [
