@@ -16,7 +16,7 @@ LOOP = opt.Settings("rlaif.loop", "LoopConfig")
     "or with a larger --rounds to extend."
 )
 @LOOP.option("policy", help="The starting policy: " + opt.TRAINABLE_HELP)
-@opt.model("--judge", LOOP)
+@opt.model("--judge", LOOP, rules=True)
 @LOOP.option(
     "eval_judge",
     help="Judge of each round's win rate and of the final one (a model string, rule:... or "
