@@ -336,7 +336,8 @@ def run_loop(
     pool, held = split_prompts(config)
     load_constitution(config.constitution)
     check_judge_spec(config.judge)  # a model string, or a rule:/python: scoring function
-    check_judge_spec(config.win_rate_judge)
+    if config.eval_judge is not None:
+        check_judge_spec(config.eval_judge)
     if config.policy != "smollm2":
         resolve_checkpoint(config.policy)
     _open_loop_dir(config)
